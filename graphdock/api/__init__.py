@@ -1,0 +1,1 @@
+"""HTTP only: routes, request models, error mapping and SSE framing."""

@@ -1,0 +1,298 @@
+"""Request bodies of the HTTP API.
+
+Every model forbids unknown fields: a field graphdock does not know is a 422 that
+names it, never silently dropped. Fields accepted for client compatibility but not
+acted upon are documented on the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Metadata = Optional[dict[str, Any]]
+Json = Any
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Config(BaseModel):
+    """A RunnableConfig. Known keys are typed; other top-level keys pass to the graph."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tags: Optional[list[str]] = None
+    recursion_limit: Optional[int] = None
+    configurable: Optional[dict[str, Any]] = None
+    metadata: Optional[dict[str, Any]] = None
+    run_name: Optional[str] = None
+    max_concurrency: Optional[int] = None
+
+
+class CheckpointRef(Body):
+    thread_id: Optional[str] = None
+    checkpoint_ns: Optional[str] = ""
+    checkpoint_id: Optional[str] = None
+    checkpoint_map: Optional[dict[str, Any]] = None
+
+
+# -- assistants ----------------------------------------------------------------
+
+class AssistantCreate(Body):
+    assistant_id: Optional[str] = None
+    graph_id: str
+    config: Optional[Config] = None
+    context: Optional[dict[str, Any]] = None
+    metadata: Metadata = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: Optional[str] = None
+    description: Optional[str] = None
+
+
+class AssistantPatch(Body):
+    graph_id: Optional[str] = None
+    config: Optional[Config] = None
+    context: Optional[dict[str, Any]] = None
+    metadata: Metadata = None
+    name: Optional[str] = None
+    description: Optional[str] = None
+
+
+AssistantSortBy = Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"]
+AssistantSelect = Literal[
+    "assistant_id", "graph_id", "name", "description", "config", "context",
+    "created_at", "updated_at", "metadata", "version",
+]
+
+
+class AssistantSearch(Body):
+    graph_id: Optional[str] = None
+    name: Optional[str] = None
+    metadata: Metadata = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Optional[AssistantSortBy] = None
+    sort_order: Optional[Literal["asc", "desc"]] = None
+    select: Optional[list[AssistantSelect]] = None
+
+
+class AssistantCount(Body):
+    graph_id: Optional[str] = None
+    name: Optional[str] = None
+    metadata: Metadata = None
+
+
+class AssistantVersionsSearch(Body):
+    metadata: Metadata = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class AssistantSetLatest(Body):
+    version: int
+
+
+# -- threads -------------------------------------------------------------------
+
+class SuperstepUpdate(Body):
+    values: Json = None
+    command: Optional[dict[str, Any]] = None
+    as_node: str
+
+
+class Superstep(Body):
+    updates: list[SuperstepUpdate]
+
+
+class ThreadCreate(Body):
+    thread_id: Optional[str] = None
+    metadata: Metadata = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    supersteps: Optional[list[Superstep]] = None
+
+
+class ThreadPatch(Body):
+    metadata: Metadata = None
+
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+ThreadSortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
+ThreadSelect = Literal[
+    "thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "config",
+    "status", "values", "interrupts",
+]
+
+
+class ThreadSearch(Body):
+    ids: Optional[list[str]] = None
+    metadata: Metadata = None
+    values: Optional[dict[str, Any]] = None
+    status: Optional[ThreadStatus] = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Optional[ThreadSortBy] = None
+    sort_order: Optional[Literal["asc", "desc"]] = None
+    select: Optional[list[ThreadSelect]] = None
+    extract: Optional[dict[str, str]] = None
+
+    @field_validator("extract")
+    @classmethod
+    def _extract_paths(cls, value: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+        for alias, path in (value or {}).items():
+            root = path.split(".", 1)[0].split("[", 1)[0]
+            if root not in ("values", "metadata", "config", "interrupts"):
+                raise ValueError(
+                    f"extract path for '{alias}' must start with values, metadata, config or interrupts"
+                )
+        return value
+
+
+class ThreadCount(Body):
+    metadata: Metadata = None
+    values: Optional[dict[str, Any]] = None
+    status: Optional[ThreadStatus] = None
+
+
+class ThreadPrune(Body):
+    thread_ids: list[str]
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class ThreadStateUpdate(Body):
+    values: Json = None
+    as_node: Optional[str] = None
+    checkpoint: Optional[CheckpointRef] = None
+    checkpoint_id: Optional[str] = None
+
+
+class ThreadStateAtCheckpoint(Body):
+    checkpoint: CheckpointRef
+    subgraphs: bool = False
+    select: Optional[list[str]] = Field(
+        None, description="Accepted for client compatibility; the full state is returned."
+    )
+
+
+class ThreadHistory(Body):
+    limit: int = Field(10, ge=1, le=1000)
+    before: Optional[Union[str, dict[str, Any]]] = None
+    metadata: Metadata = None
+    checkpoint: Optional[CheckpointRef] = None
+    select: Optional[list[str]] = Field(
+        None, description="Accepted for client compatibility; full states are returned."
+    )
+
+
+# -- store ---------------------------------------------------------------------
+
+class StorePut(Body):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    index: Optional[Union[Literal[False], list[str]]] = None
+    ttl: Optional[float] = Field(None, ge=0)
+
+
+class StoreDelete(Body):
+    namespace: list[str]
+    key: str
+
+
+class StoreSearch(Body):
+    namespace_prefix: list[str] = Field(default_factory=list)
+    filter: Optional[dict[str, Any]] = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    query: Optional[str] = None
+    refresh_ttl: Optional[bool] = None
+
+
+class StoreListNamespaces(Body):
+    prefix: Optional[list[str]] = None
+    suffix: Optional[list[str]] = None
+    max_depth: Optional[int] = Field(None, ge=1)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+# -- runs ----------------------------------------------------------------------
+
+StreamMode = Literal[
+    "values", "messages", "messages-tuple", "updates", "events", "debug", "tasks", "checkpoints", "custom"
+]
+
+
+class RunCreate(Body):
+    """A run request (thread runs and stateless runs share it)."""
+
+    assistant_id: str
+    input: Json = None
+    command: Optional[dict[str, Any]] = None
+    metadata: Metadata = None
+    config: Optional[Config] = None
+    context: Optional[dict[str, Any]] = None
+    checkpoint_id: Optional[str] = None
+    checkpoint: Optional[dict[str, Any]] = None
+    interrupt_before: Optional[Union[Literal["*"], list[str]]] = None
+    interrupt_after: Optional[Union[Literal["*"], list[str]]] = None
+    stream_mode: Optional[Union[StreamMode, list[StreamMode]]] = None
+    stream_subgraphs: Optional[bool] = False
+    stream_resumable: Optional[bool] = False
+    multitask_strategy: Optional[Literal["reject", "interrupt", "rollback", "enqueue"]] = None
+    if_not_exists: Optional[Literal["reject", "create"]] = None
+    on_disconnect: Optional[Literal["cancel", "continue"]] = None
+    on_completion: Optional[Literal["delete", "keep"]] = None
+    after_seconds: Optional[float] = Field(None, ge=0)
+    durability: Optional[Literal["sync", "async", "exit"]] = None
+    checkpoint_during: Optional[bool] = None
+    strict_resume: Optional[bool] = None
+    webhook: Optional[str] = None
+    feedback_keys: Optional[list[str]] = None
+    langsmith_tracer: Optional[dict[str, Any]] = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        if value is None:
+            return None
+        unknown = set(value) - {"resume", "update", "goto"}
+        if unknown:
+            raise ValueError(f"unknown command keys {sorted(unknown)}; expected resume, update, goto")
+        goto = value.get("goto")
+        items = goto if isinstance(goto, list) else [goto] if goto is not None else []
+        for item in items:
+            if isinstance(item, dict) and "node" not in item:
+                raise ValueError("command.goto items given as objects need a 'node'")
+            if not isinstance(item, (str, dict)):
+                raise ValueError("command.goto must be a node name, a {node, input} object or a list of them")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            raise ValueError("webhooks are not supported by this server yet")
+        return value
+
+    @field_validator("feedback_keys")
+    @classmethod
+    def _feedback(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value:
+            raise ValueError("feedback_keys need LangSmith, which this server does not use")
+        return None
+
+    @field_validator("langsmith_tracer")
+    @classmethod
+    def _tracer(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        if value:
+            raise ValueError("langsmith_tracer needs LangSmith, which this server does not use")
+        return None
+
+
+class RunsCancel(Body):
+    status: Optional[Literal["pending", "running", "all"]] = None
+    thread_id: Optional[str] = None
+    run_ids: Optional[list[str]] = None

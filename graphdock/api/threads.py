@@ -1,0 +1,181 @@
+"""/threads routes (rows, state and history; run routes live in runs.py)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from graphdock.api import models
+from graphdock.api.common import JSONResponse, paginated, parse_bool, select_fields, server
+from graphdock.auth import AuthContext, request_auth
+from graphdock.services.common import parse_uuid
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+def _tid(thread_id: str) -> str:
+    return parse_uuid(thread_id, "thread")
+
+
+@router.post("", summary="Create a thread")
+async def create_thread(
+    body: models.ThreadCreate, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    row, problem = await server(request).threads.create(body, user=auth.user)
+    if problem is not None:
+        return JSONResponse({"detail": problem}, status_code=201)
+    return JSONResponse(row)
+
+
+@router.post("/search", summary="Search threads")
+async def search_threads(
+    body: models.ThreadSearch, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    page = await server(request).threads.search(body)
+    rows = page.rows
+    if body.select:
+        rows = select_fields(rows, [*body.select, *(["extracted"] if body.extract else [])])
+    return paginated(rows, offset=body.offset, limit=body.limit, has_more=page.has_more)
+
+
+@router.post("/count", summary="Count threads")
+async def count_threads(
+    body: models.ThreadCount, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    return JSONResponse(await server(request).threads.count(body))
+
+
+@router.post("/prune", summary="Prune threads (delete them, or keep only their latest checkpoint)")
+async def prune_threads(
+    body: models.ThreadPrune, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    return JSONResponse({"pruned_count": await server(request).threads.prune(body)})
+
+
+@router.get("/{thread_id}", summary="Get a thread")
+async def get_thread(
+    thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    return JSONResponse(await server(request).threads.get(_tid(thread_id)))
+
+
+@router.patch("/{thread_id}", summary="Update a thread's metadata")
+async def patch_thread(
+    thread_id: str,
+    body: models.ThreadPatch,
+    request: Request,
+    prefer: Optional[str] = Header(None),
+    auth: AuthContext = Depends(request_auth),
+) -> Response:
+    row = await server(request).threads.patch(_tid(thread_id), body)
+    if prefer and "return=minimal" in prefer:
+        return Response(status_code=204)
+    return JSONResponse(row)
+
+
+@router.delete("/{thread_id}", status_code=204, summary="Delete a thread, its runs and checkpoints")
+async def delete_thread(
+    thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
+) -> Response:
+    await server(request).delete_thread(_tid(thread_id))
+    return Response(status_code=204)
+
+
+@router.post("/{thread_id}/copy", summary="Copy a thread with its checkpoints")
+async def copy_thread(
+    thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    return JSONResponse(await server(request).threads.copy(_tid(thread_id)))
+
+
+@router.get("/{thread_id}/state", summary="The thread's current state")
+async def get_state(
+    thread_id: str,
+    request: Request,
+    subgraphs: Optional[str] = Query(None),
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(
+        await server(request).threads.state(
+            _tid(thread_id), subgraphs=parse_bool(subgraphs), user=auth.user
+        )
+    )
+
+
+@router.post("/{thread_id}/state", summary="Update the thread's state")
+async def update_state(
+    thread_id: str,
+    body: models.ThreadStateUpdate,
+    request: Request,
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(await server(request).threads.update_state(_tid(thread_id), body, user=auth.user))
+
+
+@router.post("/{thread_id}/state/checkpoint", summary="The thread's state at a checkpoint")
+async def get_state_at_checkpoint_post(
+    thread_id: str,
+    body: models.ThreadStateAtCheckpoint,
+    request: Request,
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(
+        await server(request).threads.state(
+            _tid(thread_id),
+            subgraphs=body.subgraphs,
+            checkpoint=body.checkpoint.model_dump(exclude_none=True),
+            user=auth.user,
+        )
+    )
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}", summary="The thread's state at a checkpoint")
+async def get_state_at_checkpoint(
+    thread_id: str,
+    checkpoint_id: str,
+    request: Request,
+    subgraphs: Optional[str] = Query(None),
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(
+        await server(request).threads.state(
+            _tid(thread_id),
+            subgraphs=parse_bool(subgraphs),
+            checkpoint={"checkpoint_id": checkpoint_id},
+            user=auth.user,
+        )
+    )
+
+
+@router.get("/{thread_id}/history", summary="The thread's past states, newest first")
+async def get_history(
+    thread_id: str,
+    request: Request,
+    limit: int = Query(1, ge=1, le=1000),
+    before: Optional[str] = Query(None),
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(
+        await server(request).threads.history(_tid(thread_id), limit=limit, before=before, user=auth.user)
+    )
+
+
+@router.post("/{thread_id}/history", summary="The thread's past states, newest first")
+async def post_history(
+    thread_id: str,
+    body: models.ThreadHistory,
+    request: Request,
+    auth: AuthContext = Depends(request_auth),
+) -> JSONResponse:
+    return JSONResponse(
+        await server(request).threads.history(
+            _tid(thread_id),
+            limit=body.limit,
+            before=body.before,
+            metadata=body.metadata,
+            checkpoint=body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else None,
+            user=auth.user,
+        )
+    )

@@ -1,0 +1,101 @@
+"""The ASGI application: routers, error mapping, CORS and the server's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse, Response
+
+from graphdock import __version__
+from graphdock.api import assistants, meta, runs, store, threads
+from graphdock.api.common import JSONResponse
+from graphdock.config import Settings
+from graphdock.errors import APIError
+from graphdock.server import Server
+
+logger = logging.getLogger("graphdock.api")
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        kind = err.get("type", "")
+        if kind == "extra_forbidden":
+            lines.append(f"Unknown field '{where}': not accepted by this endpoint")
+        elif kind == "json_invalid":
+            return "Invalid JSON in request body"
+        elif kind == "missing":
+            lines.append(f"'{where}' is a required property")
+        else:
+            lines.append(f"'{where}': {err.get('msg', 'invalid value')}")
+    return "\n".join(lines) or "Invalid request"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    srv = Server(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await srv.start()
+        app.state.server = srv
+        try:
+            yield
+        finally:
+            await srv.stop()
+
+    app = FastAPI(
+        title="graphdock",
+        version=__version__,
+        description="An open-source Agent Server for LangGraph graphs.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "unknown error"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(request: Request, exc: ValueError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    for router in (meta.router, assistants.router, threads.router, runs.router, store.router):
+        app.include_router(router)
+
+    cors: dict[str, Any] = dict(settings.config.http.get("cors") or {})
+    if cors:
+        app.add_middleware(CORSMiddleware, **cors)
+    else:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=["*"],
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-pagination-total", "x-pagination-next", "content-location"],
+        )
+    return app

@@ -1,0 +1,1 @@
+"""Adapters behind graphdock's ports (Storage, Queue, EventLog)."""

@@ -1,0 +1,1 @@
+"""In-process Queue and EventLog for the single-process embedded server."""

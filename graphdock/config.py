@@ -1,0 +1,142 @@
+"""Reading ``langgraph.json`` and the server settings derived from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be served; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One entry of ``graphs``: where the graph lives and how it is described."""
+
+    graph_id: str
+    path: str  # "./file.py" or "pkg.module"
+    attr: str | None
+    description: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return "/" in self.path or self.path.endswith(".py")
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.attr}" if self.attr else self.path
+
+
+@dataclass
+class Config:
+    """The parts of ``langgraph.json`` graphdock serves."""
+
+    path: Path
+    graphs: dict[str, GraphSpec]
+    dependencies: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    http: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _parse_graph(graph_id: str, value: Any) -> GraphSpec:
+    description = None
+    if isinstance(value, dict):
+        if "path" not in value or not isinstance(value["path"], str):
+            raise ConfigError(f"graphs.{graph_id}: the dict form needs a 'path' string")
+        description = value.get("description")
+        value = value["path"]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"graphs.{graph_id}: expected \"./file.py:attr\" or \"package.module:attr\", got {value!r}"
+        )
+    if ":" in value:
+        path, attr = value.rsplit(":", 1)
+        attr = attr or None
+    else:
+        path, attr = value, None
+    if path.endswith((".ts", ".js", ".mts", ".cts", ".mjs", ".tsx", ".jsx")):
+        raise ConfigError(f"graphs.{graph_id}: JavaScript graphs are not supported ({value})")
+    return GraphSpec(graph_id=graph_id, path=path, attr=attr, description=description)
+
+
+def _read_env(base: Path, env: Any) -> dict[str, str]:
+    if env is None:
+        return {}
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    if isinstance(env, str):
+        from dotenv import dotenv_values
+
+        env_path = (base / env).resolve()
+        if not env_path.is_file():
+            raise ConfigError(f"env: file {env_path} does not exist")
+        return {k: v for k, v in dotenv_values(env_path).items() if v is not None}
+    raise ConfigError("env: expected an object or the path of a .env file")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Parse a ``langgraph.json`` file; raise ConfigError naming what is wrong."""
+    cfg_path = Path(path).resolve()
+    if not cfg_path.is_file():
+        raise ConfigError(f"config file {cfg_path} does not exist")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: invalid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path}: expected a JSON object")
+    graphs_raw = raw.get("graphs")
+    if not isinstance(graphs_raw, dict) or not graphs_raw:
+        raise ConfigError(f"{cfg_path}: 'graphs' must be a non-empty object")
+    graphs = {gid: _parse_graph(gid, val) for gid, val in graphs_raw.items()}
+    deps = raw.get("dependencies") or []
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ConfigError("dependencies: expected a list of paths or package names")
+    http = raw.get("http") or {}
+    if not isinstance(http, dict):
+        raise ConfigError("http: expected an object")
+    store = raw.get("store") or {}
+    if not isinstance(store, dict):
+        raise ConfigError("store: expected an object")
+    auth = raw.get("auth")
+    if auth is not None and not isinstance(auth, dict):
+        raise ConfigError("auth: expected an object")
+    return Config(
+        path=cfg_path,
+        graphs=graphs,
+        dependencies=deps,
+        env=_read_env(cfg_path.parent, raw.get("env")),
+        http=http,
+        store=store,
+        auth=auth,
+        raw=raw,
+    )
+
+
+@dataclass
+class Settings:
+    """Everything a server process needs to start."""
+
+    config: Config
+    data_dir: Path
+    n_jobs_per_worker: int = 10
+    host: str = "127.0.0.1"
+    port: int = 2024
+    dev: bool = False
+    resumable_stream_ttl: float = 120.0
+    run_timeout: float = 86400.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "graphdock.sqlite"

@@ -1,0 +1,1 @@
+"""Run execution: turning a pending run into graph output, events and a final status."""

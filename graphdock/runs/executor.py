@@ -1,0 +1,269 @@
+"""Executing one run: open the graph, drive ``astream``, record the outcome.
+
+The graph is opened through :meth:`Hosting.open_graph` in access context
+``threads.create_run`` and stays open until the run's last event; a cancel
+signal (interrupt or rollback) or the run timeout stops the stream at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command, Send, StateSnapshot
+
+from graphdock import serde
+from graphdock.backends.base import Row, Storage
+from graphdock.backends.memory.eventlog import MemoryEventLog
+from graphdock.hosting import Hosting
+from graphdock.hosting.state import thread_interrupts
+from graphdock.runs.stream import EventConverter, graph_modes
+
+logger = logging.getLogger("graphdock.runs")
+
+
+class UserInterrupt(Exception):
+    """A run stopped by a cancel request with action ``interrupt``."""
+
+
+class UserRollback(Exception):
+    """A run stopped by a cancel request with action ``rollback``."""
+
+
+def build_command(command: dict[str, Any]) -> Command:
+    """A langgraph Command from the API's ``{resume, update, goto}``."""
+    update = command.get("update")
+    if isinstance(update, list):
+        update = [tuple(pair) for pair in update]
+    goto = command.get("goto")
+
+    def _target(item: Any) -> Any:
+        if isinstance(item, dict):
+            return Send(item["node"], item.get("input"))
+        return item
+
+    if isinstance(goto, list):
+        goto = [_target(g) for g in goto]
+    elif goto is not None:
+        goto = _target(goto)
+    kwargs: dict[str, Any] = {}
+    if "resume" in command:
+        kwargs["resume"] = command["resume"]
+    if update is not None:
+        kwargs["update"] = update
+    if goto is not None:
+        kwargs["goto"] = goto
+    return Command(**kwargs)
+
+
+def filter_context(graph: Any, context: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Drop context keys that the graph's context schema does not declare."""
+    if context is None:
+        return None
+    if getattr(graph, "context_schema", None) is None:
+        return context
+    try:
+        schema = graph.get_context_jsonschema() or {}
+    except Exception:
+        return context
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return context
+    return {k: v for k, v in context.items() if k in props}
+
+
+@dataclass
+class _Outcome:
+    snapshot: StateSnapshot | None = None
+    error: BaseException | None = None
+    converter: EventConverter | None = None
+    started: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        storage: Storage,
+        hosting: Hosting,
+        events: MemoryEventLog,
+        *,
+        run_timeout: float,
+    ) -> None:
+        self.storage = storage
+        self.hosting = hosting
+        self.events = events
+        self.run_timeout = run_timeout
+
+    async def execute(self, run_id: str) -> None:
+        run = await self.storage.claim_run(run_id)
+        if run is None:
+            return
+        thread_id = run["thread_id"]
+        kwargs = run["kwargs"]
+        await self.events.open(run_id, thread_id, resumable=bool(kwargs.get("resumable")))
+        flag, actions = self.events.cancel_signal(run_id)
+        outcome = _Outcome()
+        inner = asyncio.create_task(self._stream(run, outcome), name=f"graph-{run_id}")
+        stop = asyncio.create_task(flag.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {inner, stop}, timeout=self.run_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            # the server is shutting down: stop the graph, leave the run to be retried
+            inner.cancel()
+            stop.cancel()
+            await asyncio.gather(inner, return_exceptions=True)
+            await self.storage.set_run_status(run_id, "pending")
+            await self.events.close(run_id)
+            raise
+        stop.cancel()
+        status: str
+        if inner in done:
+            exc = inner.exception()
+            if exc is not None:
+                outcome.error = exc
+            status = "error" if outcome.error is not None else "success"
+        else:
+            inner.cancel()
+            await asyncio.gather(inner, return_exceptions=True)
+            if stop in done:
+                status = "rollback" if actions and actions[-1] == "rollback" else "interrupted"
+            else:
+                status = "timeout"
+                outcome.error = TimeoutError(f"Run exceeded the timeout of {self.run_timeout:g} seconds")
+        try:
+            await self._record(run, status, outcome)
+        finally:
+            self.events.release_cancel(run_id)
+            await self.events.close(run_id)
+        if kwargs.get("temporary"):
+            await self.storage.delete_thread(thread_id)
+            await self.hosting.checkpointer.adelete_thread(thread_id)
+
+    async def _stream(self, run: Row, outcome: _Outcome) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        kwargs = run["kwargs"]
+        temporary = bool(kwargs.get("temporary"))
+        config = copy.deepcopy(kwargs.get("config") or {})
+        configurable = config.setdefault("configurable", {})
+        configurable["thread_id"] = thread_id
+        configurable["run_id"] = run_id
+        config["run_id"] = uuid.UUID(run_id)
+        metadata = config.setdefault("metadata", {})
+        metadata.update({"run_attempt": run["attempt"], "langgraph_host": "self-hosted"})
+        graph_id = configurable.get("graph_id")
+        requested = list(kwargs.get("stream_mode") or ["values"])
+        subgraphs = bool(kwargs.get("subgraphs"))
+        converter = EventConverter(requested, subgraphs=subgraphs)
+        outcome.converter = converter
+        context = kwargs.get("context")
+        user = configurable.get("langgraph_auth_user")
+        open_kwargs: dict[str, Any] = {"config": config, "context": context, "user": user}
+        if temporary:
+            open_kwargs["checkpointer"] = None
+        publish = self.events.publish
+        async with self.hosting.open_graph(graph_id, "threads.create_run", **open_kwargs) as graph:
+            await publish(run_id, "metadata", serde.dumps({"run_id": run_id, "attempt": run["attempt"]}))
+            outcome.started = True
+            if kwargs.get("command") is not None:
+                graph_input: Any = build_command(kwargs["command"])
+            else:
+                graph_input = kwargs.get("input")
+            stream_kwargs: dict[str, Any] = {
+                "context": filter_context(graph, context),
+                "interrupt_before": kwargs.get("interrupt_before"),
+                "interrupt_after": kwargs.get("interrupt_after"),
+                "subgraphs": subgraphs,
+            }
+            if not temporary:
+                stream_kwargs["durability"] = kwargs.get("durability") or "async"
+            modes = graph_modes(requested)
+            try:
+                if "events" in requested:
+                    await self._stream_events(
+                        graph, graph_input, config, modes, stream_kwargs, converter, run_id
+                    )
+                else:
+                    async for chunk in graph.astream(
+                        graph_input, config, stream_mode=modes or ["values"], **stream_kwargs
+                    ):
+                        await self._publish_chunk(run_id, converter, chunk, subgraphs)
+            finally:
+                if not temporary:
+                    try:
+                        outcome.snapshot = await graph.aget_state(
+                            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+                        )
+                    except Exception:
+                        logger.exception("reading the final state of run %s failed", run_id)
+
+    async def _publish_chunk(
+        self, run_id: str, converter: EventConverter, chunk: Any, subgraphs: bool
+    ) -> None:
+        if subgraphs:
+            ns, mode, payload = chunk
+        else:
+            (mode, payload), ns = chunk, ()
+        for name, data in converter.convert(tuple(ns), mode, payload):
+            await self.events.publish(run_id, name, serde.dumps(data))
+
+    async def _stream_events(
+        self,
+        graph: Any,
+        graph_input: Any,
+        config: dict[str, Any],
+        modes: list[str],
+        stream_kwargs: dict[str, Any],
+        converter: EventConverter,
+        run_id: str,
+    ) -> None:
+        root = str(config["run_id"])
+        subgraphs = stream_kwargs["subgraphs"]
+        async for event in graph.astream_events(
+            graph_input, config, version="v2", stream_mode=modes or ["values"], **stream_kwargs
+        ):
+            if event.get("event") == "on_chain_stream" and str(event.get("run_id")) == root:
+                if modes:
+                    await self._publish_chunk(run_id, converter, event["data"]["chunk"], subgraphs)
+                continue
+            if "langsmith:hidden" in (event.get("tags") or ()):
+                continue
+            await self.events.publish(run_id, "events", serde.dumps(event))
+
+    async def _record(self, run: Row, status: str, outcome: _Outcome) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        snapshot = outcome.snapshot
+        if status == "error":
+            assert outcome.error is not None
+            if not isinstance(outcome.error, (UserInterrupt, UserRollback)):
+                logger.info("run %s failed: %r", run_id, outcome.error)
+            await self.events.publish(run_id, "error", serde.dumps(serde.error_payload(outcome.error)))
+        if status == "rollback":
+            await self.storage.delete_checkpoints_for_run(thread_id, run_id)
+            await self.storage.delete_run(run_id, thread_id)
+            return
+        state_fields: dict[str, Any] = {}
+        if snapshot is not None and snapshot.created_at is not None:
+            state_fields["values"] = serde.to_jsonable(snapshot.values)
+            state_fields["interrupts"] = thread_interrupts(snapshot)
+        pending_work = bool(snapshot is not None and snapshot.next)
+        if status == "success":
+            thread_status, error = ("interrupted" if pending_work else "idle"), None
+        elif status == "interrupted":
+            thread_status = "interrupted" if pending_work else "idle"
+            error = {
+                "error": "UserInterrupt",
+                "message": f"interrupt requested via POST /threads/{thread_id}/runs/{run_id}/cancel",
+            }
+        else:  # error, timeout
+            thread_status = "error"
+            error = serde.error_payload(outcome.error) if outcome.error else None
+        await self.storage.finish_run(
+            run_id, status, thread_status=thread_status, error=error, **state_fields
+        )

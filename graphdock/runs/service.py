@@ -1,0 +1,332 @@
+"""Runs: creation (config/context/metadata merging, multitask strategies), control and lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from datetime import timedelta
+from typing import Any
+
+from graphdock import serde
+from graphdock.api import models
+from graphdock.backends.base import Row, Storage
+from graphdock.backends.memory.eventlog import MemoryEventLog
+from graphdock.backends.memory.queue import MemoryQueue
+from graphdock.config import Settings
+from graphdock.errors import BadRequest, NotFound, Unprocessable
+from graphdock.hosting import Hosting
+from graphdock.runs.executor import Executor
+from graphdock.services.assistants import AssistantsService
+from graphdock.services.common import (
+    clean_configurable,
+    clean_metadata,
+    mirror_context,
+    normalise_config,
+    parse_uuid,
+)
+
+NO_RUNS_TO_CANCEL = (
+    "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the"
+    " runs haven't been deleted or completed."
+)
+
+
+class RunsService:
+    def __init__(
+        self,
+        storage: Storage,
+        hosting: Hosting,
+        events: MemoryEventLog,
+        queue: MemoryQueue,
+        assistants: AssistantsService,
+        settings: Settings,
+    ) -> None:
+        self.storage = storage
+        self.hosting = hosting
+        self.events = events
+        self.queue = queue
+        self.assistants = assistants
+        self.settings = settings
+        self.executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)
+
+    async def start(self) -> None:
+        for run in await self.storage.runnable_runs():
+            await self.events.open(run["run_id"], run["thread_id"], resumable=bool(run["kwargs"].get("resumable")))
+            self.queue.enqueue(run["run_id"], run["thread_id"], not_before=self._not_before(run))
+        await self.queue.start(self.executor.execute)
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+    @staticmethod
+    def _not_before(run: Row) -> float | None:
+        from datetime import datetime
+
+        created = datetime.fromisoformat(run["created_at"])
+        delay = (created - serde.now()).total_seconds()
+        if delay <= 0:
+            return None
+        return asyncio.get_running_loop().time() + delay
+
+    # -- creation ----------------------------------------------------------------
+
+    async def create(
+        self,
+        body: models.RunCreate,
+        *,
+        thread_id: str | None,
+        auth_user: Any = None,
+        auth_identity: str = "",
+        permissions: list[str] | None = None,
+        request_id: str | None = None,
+    ) -> Row:
+        """Insert a pending run (and its thread when needed) and hand it to the queue."""
+        stateless = thread_id is None
+        assistant_id = self.assistants.resolve_id(body.assistant_id)
+        assistant = await self.storage.get_assistant(assistant_id)
+        if assistant is None or assistant["graph_id"] not in self.hosting:
+            raise NotFound("Thread or assistant not found.")
+        temporary = stateless and body.on_completion != "keep"
+        if body.command is not None and body.command.get("resume") is not None and temporary:
+            raise BadRequest("You must provide a thread_id when resuming.")
+        if stateless:
+            thread_id = str(serde.uuid7())
+            existing_thread = None
+        else:
+            assert thread_id is not None
+            existing_thread = await self.storage.get_thread(thread_id)
+        run_id = str(serde.uuid7())
+        graph_id = assistant["graph_id"]
+
+        run_config = normalise_config(body.config.model_dump(exclude_none=True) if body.config else {})
+        run_config, run_context = mirror_context(run_config, body.context)
+        thread_config = (existing_thread or {}).get("config") or {}
+        assistant_config = assistant["config"] or {}
+
+        merged_config = {**assistant_config, **run_config}
+        configurable = {
+            **(assistant_config.get("configurable") or {}),
+            **(thread_config.get("configurable") or {}),
+            **clean_configurable(run_config.get("configurable")),
+        }
+        user_id = (
+            (run_config.get("configurable") or {}).get("user_id")
+            or (thread_config.get("configurable") or {}).get("user_id")
+            or (assistant_config.get("configurable") or {}).get("user_id")
+            or auth_identity
+        )
+        after = float(body.after_seconds or 0)
+        now = serde.now()
+        created_at = serde.iso(now + timedelta(seconds=after)) if after > 0 else serde.iso(now)
+        configurable.update(
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "graph_id": graph_id,
+                "assistant_id": assistant_id,
+                "user_id": user_id,
+                "langgraph_auth_user": auth_user,
+                "langgraph_auth_user_id": auth_identity,
+                "langgraph_auth_permissions": list(permissions or []),
+                "langgraph_request_id": request_id or str(serde.uuid7()),
+                "__request_start_time_ms__": int(time.time() * 1000),
+                "__after_seconds__": after,
+            }
+        )
+        checkpoint = dict(body.checkpoint or {})
+        if body.checkpoint_id:
+            checkpoint["checkpoint_id"] = parse_uuid(body.checkpoint_id, "checkpoint")
+        for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+            if checkpoint.get(key) is not None:
+                configurable[key] = checkpoint[key]
+        if body.strict_resume:
+            configurable["__pregel_strict_resume"] = True
+        run_metadata = clean_metadata(body.metadata)
+        metadata = {
+            **(assistant["metadata"] or {}),
+            **((existing_thread or {}).get("metadata") or {}),
+            **clean_metadata(run_config.get("metadata")),
+            **run_metadata,
+            "assistant_id": assistant_id,
+        }
+        merged_config["configurable"] = configurable
+        merged_config["metadata"] = metadata
+        context = {**(assistant["context"] or {}), **run_context}
+
+        if body.durability is not None:
+            durability = body.durability
+        elif body.checkpoint_during is False:
+            durability = "exit"
+        else:
+            durability = "async"
+        stream_mode = body.stream_mode if body.stream_mode is not None else ["values"]
+        if isinstance(stream_mode, str):
+            stream_mode = [stream_mode]
+        kwargs = {
+            "input": body.input,
+            "command": body.command,
+            "config": merged_config,
+            "context": context,
+            "stream_mode": list(dict.fromkeys(stream_mode)),
+            "interrupt_before": body.interrupt_before,
+            "interrupt_after": body.interrupt_after,
+            "webhook": None,
+            "feedback_keys": None,
+            "temporary": temporary,
+            "subgraphs": bool(body.stream_subgraphs),
+            "resumable": bool(body.stream_resumable),
+            "checkpoint_during": durability != "exit",
+            "durability": durability,
+        }
+        strategy = body.multitask_strategy or "enqueue"
+        run = {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "created_at": created_at,
+            "updated_at": created_at,
+            "status": "pending",
+            "metadata": run_metadata,
+            "kwargs": kwargs,
+            "multitask_strategy": strategy,
+            "attempt": 0,
+        }
+        thread_metadata = {"graph_id": graph_id, "assistant_id": assistant_id}
+        if existing_thread is None:
+            thread_metadata = {
+                **clean_metadata(run_config.get("metadata")),
+                **run_metadata,
+                **thread_metadata,
+            }
+        thread_defaults = {
+            "metadata": thread_metadata,
+            "config": {
+                **{k: v for k, v in merged_config.items() if k not in ("configurable", "metadata")},
+                "configurable": copy.deepcopy(assistant_config.get("configurable") or {}),
+            },
+        }
+        await self.events.open(run_id, thread_id, resumable=bool(body.stream_resumable))
+        try:
+            row, inflight = await self.storage.create_run(
+                run,
+                thread=thread_defaults,
+                if_not_exists="create" if stateless else (body.if_not_exists or "reject"),
+                multitask_strategy=strategy,
+            )
+        except BaseException:
+            await self.events.close(run_id)
+            raise
+        if strategy in ("interrupt", "rollback") and inflight:
+            for other in inflight:
+                await self._cancel_one(other, thread_id, strategy)  # type: ignore[arg-type]
+        self.queue.enqueue(run_id, thread_id, not_before=self._not_before(row))
+        return row
+
+    # -- lookup -------------------------------------------------------------------
+
+    async def get(self, thread_id: str, run_id: str) -> Row:
+        if await self.storage.get_thread(thread_id) is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        row = await self.storage.get_run(run_id, thread_id)
+        if row is None:
+            raise NotFound("Not Found")
+        return row
+
+    async def list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Row]:
+        if await self.storage.get_thread(thread_id) is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        return await self.storage.list_runs(thread_id, limit=limit, offset=offset, status=status)
+
+    async def delete(self, thread_id: str, run_id: str) -> None:
+        row = await self.storage.get_run(run_id, thread_id)
+        if row is None:
+            raise NotFound("Run not found")
+        if row["status"] in ("pending", "running"):
+            await self._cancel_one(run_id, thread_id, "interrupt")
+            await self.wait_until_finished(run_id)
+        await self.storage.delete_checkpoints_for_run(thread_id, run_id)
+        await self.storage.delete_run(run_id, thread_id)
+
+    # -- cancellation ----------------------------------------------------------------
+
+    async def _cancel_one(self, run_id: str, thread_id: str, action: str) -> bool:
+        """Stop a pending or running run; False when it is neither."""
+        row = await self.storage.get_run(run_id, thread_id)
+        if row is None or row["status"] not in ("pending", "running"):
+            return False
+        if self.queue.cancel(run_id, action):  # type: ignore[arg-type]
+            self.events.request_cancel(run_id, action)  # type: ignore[arg-type]
+            return True
+        # not started yet: settle it here
+        self.queue.discard(run_id)
+        if action == "rollback":
+            await self.storage.delete_run(run_id, thread_id)
+        else:
+            await self.storage.set_run_status(run_id, "interrupted")
+            await self.storage.update_thread_state(thread_id, status="idle")
+        await self.events.close(run_id)
+        return True
+
+    async def cancel(
+        self, thread_id: str, run_ids: list[str], *, action: str, wait: bool
+    ) -> list[str]:
+        cancelled = [rid for rid in run_ids if await self._cancel_one(rid, thread_id, action)]
+        if not cancelled:
+            raise NotFound(NO_RUNS_TO_CANCEL)
+        if wait:
+            for rid in cancelled:
+                await self.wait_until_finished(rid)
+        return cancelled
+
+    async def cancel_many(
+        self,
+        *,
+        thread_id: str | None,
+        run_ids: list[str] | None,
+        status: str | None,
+        action: str,
+    ) -> int:
+        if status is not None:
+            if thread_id is not None or run_ids is not None:
+                raise Unprocessable("status cannot be combined with thread_id or run_ids")
+            statuses = ("pending", "running") if status == "all" else (status,)
+            targets = [
+                (r["run_id"], r["thread_id"])
+                for r in await self.storage.runs_with_status(statuses)
+            ]
+        elif thread_id is not None:
+            if run_ids:
+                targets = [(rid, thread_id) for rid in run_ids]
+            else:
+                targets = [(r["run_id"], thread_id) for r in await self.storage.inflight_runs(thread_id)]
+        elif run_ids:
+            targets = []
+            for rid in run_ids:
+                row = await self.storage.get_run(rid)
+                if row is not None:
+                    targets.append((rid, row["thread_id"]))
+        else:
+            raise Unprocessable("give status, or thread_id and/or run_ids")
+        n = 0
+        for rid, tid in targets:
+            if await self._cancel_one(rid, tid, action):
+                n += 1
+        if n == 0:
+            raise NotFound("No runs found to cancel.")
+        return n
+
+    async def cancel_thread_runs(self, thread_id: str, *, action: str, wait: bool) -> None:
+        for row in await self.storage.inflight_runs(thread_id):
+            await self._cancel_one(row["run_id"], thread_id, action)
+            if wait:
+                await self.wait_until_finished(row["run_id"])
+
+    async def cancel_assistant_runs(self, assistant_id: str) -> None:
+        for row in await self.storage.runs_with_status(("pending", "running")):
+            if row["assistant_id"] == assistant_id:
+                await self._cancel_one(row["run_id"], row["thread_id"], "interrupt")
+
+    async def wait_until_finished(self, run_id: str) -> None:
+        async for _ in self.events.subscribe(run_id):
+            pass

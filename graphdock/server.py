@@ -1,0 +1,89 @@
+"""The server process: wiring the ports, adapters, hosting and services together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AsyncExitStack
+from typing import Any
+
+from graphdock.backends.memory.eventlog import MemoryEventLog
+from graphdock.backends.memory.queue import MemoryQueue
+from graphdock.backends.sqlite.persistence import open_persistence
+from graphdock.backends.sqlite.storage import SqliteStorage
+from graphdock.config import Settings
+from graphdock.hosting import Hosting, load_graphs
+from graphdock.services.assistants import AssistantsService
+from graphdock.services.store import StoreService
+from graphdock.services.threads import ThreadsService
+
+logger = logging.getLogger("graphdock")
+
+
+class Server:
+    """Everything one server process runs: storage, graphs, services and workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> None:
+        settings = self.settings
+        config = settings.config
+        for key, value in config.env.items():
+            os.environ.setdefault(key, value)
+        graphs = load_graphs(config)
+        for loaded in graphs.values():
+            for notice in loaded.notices:
+                logger.warning(notice)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = SqliteStorage(settings.database_path)
+        await self.storage.setup()
+        self._stack.push_async_callback(self.storage.close)
+        saver, store = await self._stack.enter_async_context(open_persistence(settings.database_path))
+        self.checkpointer = saver
+        self.hosting = Hosting(graphs, store=store, checkpointer=saver)
+        self.events = MemoryEventLog(retention=settings.resumable_stream_ttl)
+        self.queue = MemoryQueue(concurrency=settings.n_jobs_per_worker)
+        self.assistants = AssistantsService(self.storage, self.hosting)
+        self.threads = ThreadsService(self.storage, self.hosting, self.events, saver)
+        self.store = StoreService(store)
+        from graphdock.runs.service import RunsService
+
+        self.runs = RunsService(
+            self.storage, self.hosting, self.events, self.queue, self.assistants, settings
+        )
+        await self.assistants.register_system_assistants()
+        await self.runs.start()
+        self._stack.push_async_callback(self.runs.stop)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    # -- operations that span services ---------------------------------------
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self.threads.get(thread_id)
+        await self.runs.cancel_thread_runs(thread_id, action="interrupt", wait=True)
+        await self.threads.delete(thread_id)
+
+    async def delete_assistant(self, assistant_id: str, *, delete_threads: bool = False) -> None:
+        await self.assistants.get(assistant_id)
+        await self.runs.cancel_assistant_runs(assistant_id)
+        if delete_threads:
+            page = await self.storage.search_threads(
+                ids=None,
+                metadata={"assistant_id": assistant_id},
+                values=None,
+                status=None,
+                limit=10_000,
+                offset=0,
+                sort_by="created_at",
+                sort_order="asc",
+            )
+            for row in page.rows:
+                await self.delete_thread(row["thread_id"])
+        await self.assistants.delete(assistant_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"database": str(self.settings.database_path), "graphs": sorted(self.hosting.graphs)}

@@ -1,0 +1,1 @@
+"""Services, one per API noun: they own the semantics and call the ports."""

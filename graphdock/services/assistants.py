@@ -1,0 +1,176 @@
+"""Assistants: versioned configurations of a registered graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphdock import serde
+from graphdock.api import models
+from graphdock.backends.base import Page, Row, Storage
+from graphdock.errors import NotFound, Unprocessable
+from graphdock.hosting import Hosting, system_assistant_id
+from graphdock.hosting.state import drawable_graph, graph_schemas
+from graphdock.services.common import clean_metadata, mirror_context, normalise_config, parse_uuid
+
+
+class AssistantsService:
+    def __init__(self, storage: Storage, hosting: Hosting) -> None:
+        self.storage = storage
+        self.hosting = hosting
+
+    async def register_system_assistants(self) -> None:
+        for graph_id, loaded in self.hosting.graphs.items():
+            await self.storage.ensure_system_assistant(
+                system_assistant_id(graph_id),
+                graph_id,
+                self.hosting.system_assistant_name(graph_id),
+                loaded.spec.description,
+            )
+
+    def resolve_id(self, assistant_id: str) -> str:
+        """An assistant UUID, or a registered graph id mapped to its system assistant."""
+        if assistant_id in self.hosting:
+            return system_assistant_id(assistant_id)
+        try:
+            return parse_uuid(assistant_id, "assistant")
+        except Unprocessable:
+            raise Unprocessable(
+                f"Invalid assistant: '{assistant_id}'. Must be either:\n"
+                "- A valid assistant UUID, or\n"
+                f"- One of the registered graphs: {', '.join(sorted(self.hosting.graphs))}"
+            ) from None
+
+    async def get(self, assistant_id: str) -> Row:
+        row = await self.storage.get_assistant(assistant_id)
+        if row is None or row["graph_id"] not in self.hosting:
+            raise NotFound(f"Assistant {assistant_id} not found")
+        return row
+
+    async def create(self, body: models.AssistantCreate) -> Row:
+        self.hosting.get(body.graph_id)
+        assistant_id = (
+            parse_uuid(body.assistant_id, "assistant") if body.assistant_id else str(serde.uuid7())
+        )
+        config, context = mirror_context(
+            normalise_config(body.config.model_dump(exclude_none=True) if body.config else {}),
+            body.context,
+        )
+        now = serde.now_iso()
+        row = {
+            "assistant_id": assistant_id,
+            "graph_id": body.graph_id,
+            "config": config,
+            "context": context,
+            "metadata": clean_metadata(body.metadata),
+            "name": body.name if body.name is not None else "Untitled",
+            "description": body.description,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        created, _ = await self.storage.put_assistant(row, if_exists=body.if_exists)
+        return created
+
+    async def patch(self, assistant_id: str, body: models.AssistantPatch) -> Row:
+        current = await self.get(assistant_id)
+        changes: dict[str, Any] = {}
+        if body.graph_id is not None:
+            self.hosting.get(body.graph_id)
+            changes["graph_id"] = body.graph_id
+        fields = body.model_fields_set
+        config = normalise_config(body.config.model_dump(exclude_none=True)) if body.config else None
+        if config or body.context is not None:
+            base = config if config else current["config"]
+            if body.context is not None:
+                if not (config and config.get("configurable")):
+                    base = {**base, "configurable": {}}
+                new_config, new_context = mirror_context(base, body.context)
+            else:
+                new_config, new_context = mirror_context(base, None)
+                if not new_config.get("configurable"):
+                    new_context = current["context"]
+            changes["config"], changes["context"] = new_config, new_context
+        if body.metadata is not None:
+            changes["metadata"] = {**current["metadata"], **clean_metadata(body.metadata)}
+        if body.name is not None:
+            changes["name"] = body.name
+        if "description" in fields:
+            changes["description"] = body.description
+        row = await self.storage.patch_assistant(assistant_id, changes)
+        if row is None:
+            raise NotFound(f"Assistant {assistant_id} not found")
+        return row
+
+    async def delete(self, assistant_id: str) -> None:
+        if not await self.storage.delete_assistant(assistant_id):
+            raise NotFound(f"Assistant {assistant_id} not found")
+
+    async def search(self, body: models.AssistantSearch) -> Page:
+        if body.graph_id is not None:
+            self.hosting.get(body.graph_id)
+        page = await self.storage.search_assistants(
+            graph_id=body.graph_id,
+            name=body.name,
+            metadata=body.metadata,
+            limit=body.limit,
+            offset=body.offset,
+            sort_by=body.sort_by or "created_at",
+            sort_order=body.sort_order or "desc",
+        )
+        rows = [r for r in page.rows if r["graph_id"] in self.hosting]
+        return Page(rows, page.has_more)
+
+    async def count(self, body: models.AssistantCount) -> int:
+        if body.graph_id is not None:
+            self.hosting.get(body.graph_id)
+        return await self.storage.count_assistants(
+            graph_id=body.graph_id, name=body.name, metadata=body.metadata
+        )
+
+    async def versions(self, assistant_id: str, body: models.AssistantVersionsSearch) -> list[Row]:
+        rows = await self.storage.assistant_versions(
+            assistant_id, metadata=body.metadata, limit=body.limit, offset=body.offset
+        )
+        if not rows and await self.storage.get_assistant(assistant_id) is None:
+            raise NotFound(f"Assistant {assistant_id} not found")
+        return rows
+
+    async def set_latest(self, assistant_id: str, version: int) -> Row:
+        row = await self.storage.set_assistant_version(assistant_id, version)
+        if row is None:
+            raise NotFound(f"Version {version} not found for assistant {assistant_id}")
+        return row
+
+    # -- introspection (access context assistants.read) -------------------------
+
+    async def graph(self, assistant_id: str, xray: bool | int, user: Any = None) -> dict[str, Any]:
+        row = await self.get(assistant_id)
+        async with self.hosting.open_graph(
+            row["graph_id"], "assistants.read", config=row["config"], user=user
+        ) as graph:
+            try:
+                return drawable_graph(graph, xray)
+            except Exception:
+                raise Unprocessable("The graph does not support visualization") from None
+
+    async def schemas(self, assistant_id: str, user: Any = None) -> dict[str, Any]:
+        row = await self.get(assistant_id)
+        async with self.hosting.open_graph(
+            row["graph_id"], "assistants.read", config=row["config"], user=user
+        ) as graph:
+            return {"graph_id": row["graph_id"], **graph_schemas(graph)}
+
+    async def subgraphs(
+        self, assistant_id: str, namespace: str | None, recurse: bool, user: Any = None
+    ) -> dict[str, Any]:
+        row = await self.get(assistant_id)
+        async with self.hosting.open_graph(
+            row["graph_id"], "assistants.read", config=row["config"], user=user
+        ) as graph:
+            try:
+                return {
+                    ns: graph_schemas(sub)
+                    async for ns, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)
+                }
+            except NotImplementedError:
+                raise Unprocessable("The graph does not support subgraph introspection") from None

@@ -1,0 +1,333 @@
+"""Threads: conversations with cached state, checkpoints and their state APIs."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StateSnapshot
+
+from graphdock import serde
+from graphdock.api import models
+from graphdock.backends.base import EventLog, Page, Row, Storage
+from graphdock.errors import BadRequest, Conflict, NotFound
+from graphdock.hosting import Hosting
+from graphdock.hosting.state import EMPTY_STATE, snapshot_json, thread_interrupts
+from graphdock.services.common import clean_metadata, parse_uuid
+
+logger = logging.getLogger("graphdock.threads")
+
+
+def thread_status_for(snapshot: StateSnapshot | None) -> str:
+    """``interrupted`` when the latest checkpoint has pending work, else ``idle``."""
+    return "interrupted" if snapshot is not None and snapshot.next else "idle"
+
+
+def _extract(row: Row, path: str) -> Any:
+    """Follow ``a.b[0].c`` through a thread row; None where the path does not exist."""
+    value: Any = row
+    token = ""
+    parts: list[Any] = []
+    for ch in path:
+        if ch == ".":
+            if token:
+                parts.append(token)
+            token = ""
+        elif ch == "[":
+            if token:
+                parts.append(token)
+            token = "["
+        elif ch == "]":
+            try:
+                parts.append(int(token[1:]))
+            except ValueError:
+                parts.append(token[1:])
+            token = ""
+        else:
+            token += ch
+    if token:
+        parts.append(token)
+    for part in parts:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+class ThreadsService:
+    def __init__(
+        self,
+        storage: Storage,
+        hosting: Hosting,
+        events: EventLog,
+        checkpointer: BaseCheckpointSaver,
+    ) -> None:
+        self.storage = storage
+        self.hosting = hosting
+        self.events = events
+        self.checkpointer = checkpointer
+
+    # -- rows -------------------------------------------------------------------
+
+    async def get(self, thread_id: str) -> Row:
+        row = await self.storage.get_thread(thread_id)
+        if row is None:
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        return row
+
+    async def create(self, body: models.ThreadCreate, user: Any = None) -> tuple[Row, str | None]:
+        """Create a thread; with ``supersteps`` also seed its state.
+
+        Returns the row and, when seeding failed, the problem (the thread is kept).
+        """
+        thread_id = parse_uuid(body.thread_id, "thread") if body.thread_id else str(serde.uuid7())
+        now = serde.now_iso()
+        row, created = await self.storage.create_thread(
+            {
+                "thread_id": thread_id,
+                "created_at": now,
+                "updated_at": now,
+                "state_updated_at": now,
+                "metadata": clean_metadata(body.metadata),
+                "config": {},
+                "status": "idle",
+            },
+            if_exists=body.if_exists,
+        )
+        problem = None
+        if created and body.supersteps:
+            try:
+                row = await self._apply_supersteps(row, body.supersteps, user)
+            except Exception as exc:  # the thread stays; the caller reports the problem
+                problem = f"Thread {thread_id} was created, but there were problems updating the state: {exc}"
+        return row, problem
+
+    async def _apply_supersteps(self, row: Row, supersteps: list[models.Superstep], user: Any) -> Row:
+        from langgraph.types import Command, StateUpdate
+
+        graph_id = row["metadata"].get("graph_id")
+        if not graph_id:
+            raise BadRequest("the thread has no graph_id in its metadata")
+        updates = [
+            [
+                StateUpdate(
+                    Command(**u.command) if u.command else u.values,
+                    u.as_node,
+                )
+                for u in step.updates
+            ]
+            for step in supersteps
+        ]
+        config = self._config(row)
+        async with self.hosting.open_graph(graph_id, "threads.update", config=config, user=user) as graph:
+            await graph.abulk_update_state(config, updates)
+            async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as reader:
+                snapshot = await reader.aget_state(config)
+        updated = await self.storage.update_thread_state(
+            row["thread_id"],
+            values=serde.to_jsonable(snapshot.values),
+            interrupts=thread_interrupts(snapshot),
+            status=thread_status_for(snapshot),
+            state_updated=True,
+        )
+        return updated or row
+
+    async def patch(self, thread_id: str, body: models.ThreadPatch) -> Row:
+        row = await self.storage.patch_thread(thread_id, metadata=clean_metadata(body.metadata))
+        if row is None:
+            raise NotFound("Not Found")
+        return row
+
+    async def delete(self, thread_id: str) -> None:
+        if not await self.storage.delete_thread(thread_id):
+            raise NotFound(f"Thread with ID {thread_id} not found")
+        await self.checkpointer.adelete_thread(thread_id)
+
+    async def search(self, body: models.ThreadSearch) -> Page:
+        ids = [parse_uuid(i, "thread") for i in body.ids] if body.ids is not None else None
+        page = await self.storage.search_threads(
+            ids=ids,
+            metadata=body.metadata,
+            values=body.values,
+            status=body.status,
+            limit=body.limit,
+            offset=body.offset,
+            sort_by=body.sort_by or "updated_at",
+            sort_order=body.sort_order or "desc",
+        )
+        if body.extract:
+            for row in page.rows:
+                row["extracted"] = {alias: _extract(row, path) for alias, path in body.extract.items()}
+        return page
+
+    async def count(self, body: models.ThreadCount) -> int:
+        return await self.storage.count_threads(
+            metadata=body.metadata, values=body.values, status=body.status
+        )
+
+    async def copy(self, thread_id: str) -> Row:
+        source = await self.storage.get_thread(thread_id)
+        if source is None:
+            raise Conflict("Conflict")
+        new_id = str(serde.uuid7())
+        now = serde.now_iso()
+        row, _ = await self.storage.create_thread(
+            {
+                "thread_id": new_id,
+                "created_at": now,
+                "updated_at": now,
+                "state_updated_at": now,
+                "metadata": copy.deepcopy(source["metadata"]),
+                "config": {},
+                "status": "idle",
+                "values": source.get("values"),
+                "interrupts": source.get("interrupts"),
+            },
+            if_exists="raise",
+        )
+        try:
+            await self._copy_checkpoints(thread_id, new_id)
+        except BaseException:
+            await self.storage.delete_thread(new_id)
+            await self.checkpointer.adelete_thread(new_id)
+            raise
+        status = source["status"] if source["status"] in ("interrupted",) else "idle"
+        return await self.storage.update_thread_state(new_id, status=status) or row
+
+    async def _copy_checkpoints(self, source_id: str, target_id: str) -> None:
+        tuples = [t async for t in self.checkpointer.alist({"configurable": {"thread_id": source_id}})]
+        for tup in reversed(tuples):
+            conf = tup.config["configurable"]
+            ns = conf.get("checkpoint_ns", "")
+            parent_id = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            target = {"configurable": {"thread_id": target_id, "checkpoint_ns": ns}}
+            if parent_id:
+                target["configurable"]["checkpoint_id"] = parent_id
+            metadata = {**tup.metadata, "thread_id": target_id} if "thread_id" in tup.metadata else tup.metadata
+            saved = await self.checkpointer.aput(
+                target, tup.checkpoint, metadata, dict(tup.checkpoint.get("channel_versions", {}))
+            )
+            by_task: dict[str, list[tuple[str, Any]]] = {}
+            for task_id, channel, value in tup.pending_writes or ():
+                by_task.setdefault(task_id, []).append((channel, value))
+            for task_id, writes in by_task.items():
+                await self.checkpointer.aput_writes(saved, writes, task_id)
+
+    async def prune(self, body: models.ThreadPrune) -> int:
+        ids = [parse_uuid(i, "thread") for i in body.thread_ids]
+        pruned = 0
+        for thread_id in ids:
+            if body.strategy == "delete":
+                if await self.storage.delete_thread(thread_id):
+                    await self.checkpointer.adelete_thread(thread_id)
+                    pruned += 1
+            else:
+                if await self.storage.get_thread(thread_id) is not None:
+                    await self.storage.prune_checkpoints(thread_id)
+                    pruned += 1
+        return pruned
+
+    # -- state (access contexts threads.read / threads.update) -------------------
+
+    @staticmethod
+    def _config(row: Row, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        base = copy.deepcopy(row.get("config") or {})
+        configurable = dict(base.get("configurable") or {})
+        configurable.update({"thread_id": row["thread_id"], "checkpoint_ns": ""})
+        if checkpoint:
+            for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+                if checkpoint.get(key) is not None:
+                    configurable[key] = checkpoint[key]
+        base["configurable"] = configurable
+        return base
+
+    async def state(
+        self,
+        thread_id: str,
+        *,
+        subgraphs: bool = False,
+        checkpoint: dict[str, Any] | None = None,
+        user: Any = None,
+    ) -> dict[str, Any]:
+        row = await self.get(thread_id)
+        graph_id = row["metadata"].get("graph_id")
+        if not graph_id or graph_id not in self.hosting:
+            return dict(EMPTY_STATE)
+        config = self._config(row, checkpoint)
+        async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as graph:
+            snapshot = await graph.aget_state(config, subgraphs=subgraphs)
+        return snapshot_json(snapshot)
+
+    async def history(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: Any = None,
+        metadata: dict[str, Any] | None = None,
+        checkpoint: dict[str, Any] | None = None,
+        user: Any = None,
+    ) -> list[dict[str, Any]]:
+        row = await self.get(thread_id)
+        graph_id = row["metadata"].get("graph_id")
+        if not graph_id or graph_id not in self.hosting:
+            return []
+        config = self._config(row, checkpoint)
+        before_config = None
+        if isinstance(before, str):
+            before_config = {"configurable": {"checkpoint_id": before}}
+        elif isinstance(before, dict):
+            inner = before.get("configurable", before)
+            if not isinstance(inner, dict) or not inner.get("checkpoint_id"):
+                raise BadRequest("before must be a checkpoint id or a checkpoint config with checkpoint_id")
+            before_config = {"configurable": {"checkpoint_id": inner["checkpoint_id"]}}
+        async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as graph:
+            return [
+                snapshot_json(s)
+                async for s in graph.aget_state_history(
+                    config, filter=metadata or None, before=before_config, limit=limit
+                )
+            ]
+
+    async def update_state(
+        self, thread_id: str, body: models.ThreadStateUpdate, user: Any = None
+    ) -> dict[str, Any]:
+        row = await self.get(thread_id)
+        if await self.storage.inflight_runs(thread_id):
+            raise Conflict("Thread is busy: a run is pending or running on it")
+        graph_id = row["metadata"].get("graph_id")
+        if not graph_id:
+            raise BadRequest(f"Thread {thread_id} has no graph ID; run it once or set metadata.graph_id")
+        checkpoint = body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else {}
+        if body.checkpoint_id:
+            checkpoint["checkpoint_id"] = body.checkpoint_id
+        config = self._config(row, checkpoint)
+        async with self.hosting.open_graph(graph_id, "threads.update", config=config, user=user) as graph:
+            next_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+            read_config = self._config(row)
+            async with self.hosting.open_graph(
+                graph_id, "threads.read", config=read_config, user=user
+            ) as reader:
+                snapshot = await reader.aget_state(read_config)
+        await self.storage.update_thread_state(
+            thread_id,
+            values=serde.to_jsonable(snapshot.values),
+            interrupts=thread_interrupts(snapshot),
+            error=None,
+            status=thread_status_for(snapshot),
+            state_updated=True,
+        )
+        state = snapshot_json(snapshot)
+        await self.events.publish_thread(
+            thread_id, "state_update", serde.dumps({"state": state, "thread_id": thread_id})
+        )
+        conf = next_config["configurable"]
+        ref = {
+            "thread_id": conf.get("thread_id"),
+            "checkpoint_ns": conf.get("checkpoint_ns", ""),
+            "checkpoint_id": conf.get("checkpoint_id"),
+        }
+        return {"checkpoint": ref, "configurable": ref, "checkpoint_id": ref["checkpoint_id"]}
