@@ -26,6 +26,7 @@ def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
         host=args.host,
         port=args.port,
         dev=dev,
+        topology_check=args.topology_check,
     )
 
 
@@ -38,6 +39,7 @@ def _encode(settings: Settings) -> str:
             "host": settings.host,
             "port": settings.port,
             "dev": settings.dev,
+            "topology_check": settings.topology_check,
         }
     )
 
@@ -54,6 +56,7 @@ def app_from_env() -> Any:
         host=raw["host"],
         port=raw["port"],
         dev=raw["dev"],
+        topology_check=raw["topology_check"],
     )
     return create_app(settings)
 
@@ -119,6 +122,12 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
         "--data-dir", default=None, help="where the SQLite database lives (default: .graphdock next to the config)"
     )
     parser.add_argument("--log-level", default="warning" if dev else "info")
+    parser.add_argument(
+        "--topology-check",
+        choices=("off", "warn", "error"),
+        default="warn",
+        help="compare the graph a factory builds in each access context (default warn)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,6 +136,7 @@ class Settings:
     dev: bool = False
     resumable_stream_ttl: float = 120.0
     run_timeout: float = 86400.0
+    topology_check: str = "warn"
 
     @property
     def database_path(self) -> Path:

@@ -25,6 +25,7 @@ class FactorySignature:
 
     config_param: str | None
     runtime_param: str | None
+    context_type: Any = None
 
     def arguments(self, config: Any, runtime: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -58,6 +59,19 @@ def _is_runtime_annotation(annotation: Any) -> bool:
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
         return all(_is_runtime_annotation(a) for a in args)
     return False
+
+
+def runtime_context_type(annotation: Any) -> Any:
+    """The ``Ctx`` of a ``ServerRuntime[Ctx]`` (or runtime class) annotation, else None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return runtime_context_type(typing.get_args(annotation)[0])
+    args = typing.get_args(annotation)
+    if args and (origin is ServerRuntime or (isinstance(origin, type) and issubclass(origin, (_ExecutionRuntime, _ReadRuntime)))):
+        candidate = args[0]
+        if isinstance(candidate, type) and candidate is not type(None):
+            return candidate
+    return None
 
 
 def _target(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,7 +139,7 @@ def classify_factory(fn: Callable[..., Any], *, graph_id: str, location: str) ->
     runtime = [p.name for p in params if _is_runtime_annotation(hints.get(p.name))]
     if len(params) == 1:
         if runtime:
-            return FactorySignature(None, params[0].name)
+            return FactorySignature(None, params[0].name, runtime_context_type(hints.get(params[0].name)))
         return FactorySignature(params[0].name, None)
     if len(runtime) != 1:
         raise ConfigError(
@@ -134,4 +148,4 @@ def classify_factory(fn: Callable[..., Any], *, graph_id: str, location: str) ->
             "annotated as ServerRuntime; exactly one must be ServerRuntime and the other the config"
         )
     config_param = next(p.name for p in params if p.name != runtime[0])
-    return FactorySignature(config_param, runtime[0])
+    return FactorySignature(config_param, runtime[0], runtime_context_type(hints.get(runtime[0])))

@@ -22,11 +22,12 @@ from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
 from graphdock.config import ConfigError
 from graphdock.errors import FailedDependency, NotFound
+from graphdock.hosting import context as ctx
+from graphdock.hosting.access import AccessContext, Operation, access_context_of
 from graphdock.hosting.loader import LoadedGraph
+from graphdock.hosting.topology import TopologyGuard, TopologyMode
 
 logger = logging.getLogger("graphdock.hosting")
-
-AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 
 SYSTEM_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
@@ -47,10 +48,13 @@ class Hosting:
         *,
         store: BaseStore,
         checkpointer: BaseCheckpointSaver,
+        topology: TopologyMode = "warn",
     ) -> None:
         self.graphs = graphs
         self.store = store
         self.checkpointer = checkpointer
+        self.topology = TopologyGuard(topology)
+        self._learned_schemas: dict[str, Any] = {}
 
     # -- registry -------------------------------------------------------------
 
@@ -71,13 +75,30 @@ class Hosting:
             return loaded.graph.name
         return graph_id
 
+    # -- context ----------------------------------------------------------------
+
+    def context_schema(self, graph_id: str) -> Any:
+        """The graph's context schema: the compiled graph's, a factory's ``ServerRuntime[Ctx]``
+        annotation, or the schema seen the last time the factory built the graph."""
+        loaded = self.get(graph_id)
+        if loaded.graph is not None:
+            return loaded.graph.context_schema
+        assert loaded.signature is not None
+        if loaded.signature.context_type is not None:
+            return loaded.signature.context_type
+        return self._learned_schemas.get(graph_id)
+
+    def validate_context(self, graph_id: str, context: dict[str, Any] | None) -> None:
+        """422 naming the field when ``context`` does not fit the graph's context schema."""
+        ctx.validate_context(self.context_schema(graph_id), context)
+
     # -- access ---------------------------------------------------------------
 
     @asynccontextmanager
     async def open_graph(
         self,
         graph_id: str,
-        access_context: AccessContext,
+        operation: Operation | AccessContext,
         *,
         config: dict[str, Any] | None = None,
         context: Any = None,
@@ -91,11 +112,14 @@ class Hosting:
         ``access_context``; context-manager factories stay entered until the
         ``async with`` block exits, whatever way it exits.
         """
+        access_context = access_context_of(operation)
         loaded = self.get(graph_id)
         saver = self.checkpointer if checkpointer is _UNSET else checkpointer
         if loaded.graph is not None:
             yield self._attach(loaded.graph, graph_id, saver)
             return
+        if access_context == "threads.create_run":
+            context = ctx.typed_context(self.context_schema(graph_id), context)
         runtime = self._runtime(access_context, user=user, context=context)
         factory_config = dict(config or {})
         factory_config.setdefault("configurable", {})
@@ -111,14 +135,27 @@ class Hosting:
             var_child_runnable_config.reset(token)
         if hasattr(result, "__aenter__") and hasattr(result, "__aexit__"):
             async with result as value:
-                yield self._attach(self._as_graph(value, graph_id), graph_id, saver)
+                yield self._built(value, graph_id, access_context, saver)
         elif hasattr(result, "__enter__") and hasattr(result, "__exit__"):
             with result as value:
-                yield self._attach(self._as_graph(value, graph_id), graph_id, saver)
+                yield self._built(value, graph_id, access_context, saver)
         else:
             if inspect.isawaitable(result):
                 result = await result
-            yield self._attach(self._as_graph(result, graph_id), graph_id, saver)
+            yield self._built(result, graph_id, access_context, saver)
+
+    def _built(
+        self,
+        value: Any,
+        graph_id: str,
+        access_context: AccessContext,
+        saver: BaseCheckpointSaver | None,
+    ) -> Pregel:
+        """A factory's result, checked, remembered and with persistence attached."""
+        graph = self._as_graph(value, graph_id)
+        self._learned_schemas[graph_id] = graph.context_schema
+        self.topology.check(graph_id, access_context, graph)
+        return self._attach(graph, graph_id, saver)
 
     def _runtime(self, access_context: AccessContext, *, user: Any, context: Any) -> Any:
         if access_context == "threads.create_run":

@@ -25,6 +25,7 @@ returning an uncompiled StateGraph, one returning a non-graph, and one raising V
 String annotations are covered in factories_strings.py.
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -52,11 +53,14 @@ class State(TypedDict):
     ask: NotRequired[bool]
     answer: NotRequired[str]
     fail: NotRequired[bool]
+    sleep: NotRequired[float]
 
 
-def node_a(state: State) -> dict:
+async def node_a(state: State) -> dict:
     if state.get("fail"):
         raise ValueError("boom from node_a")
+    if state.get("sleep"):
+        await asyncio.sleep(state["sleep"])
     return {"items": ["a"]}
 
 
@@ -214,3 +218,45 @@ def raising_factory():
     """Raises ValueError (official server: HTTP 400 with the message in HTTP contexts)."""
     log_access("raising_factory")
     raise ValueError("factory refused")
+
+
+def crashing_factory():
+    """Raises something other than ValueError: an internal error (500), traceback in the log."""
+    log_access("crashing_factory")
+    raise RuntimeError("factory crashed")
+
+
+def shifting_factory(runtime: ServerRuntime):
+    """Breaks the contract on purpose: an extra node only when executing (topology guard)."""
+    log_access("shifting_factory", runtime=runtime)
+    builder = build_builder()
+    if runtime.execution_runtime is not None:
+        builder.add_node("extra", lambda state: {"items": ["extra"]})
+        builder.add_edge("b", "extra")
+    return builder.compile()
+
+
+# --- the ServerRuntime seed example, made real -----------------------------------------------
+
+
+@dataclass
+class SeedCtx:
+    mcp_endpoint: str
+
+
+@contextlib.asynccontextmanager
+async def seed_factory(runtime: ServerRuntime[SeedCtx]) -> AsyncIterator[Any]:
+    """The seed's conditional resource set-up: ert.context is a SeedCtx instance, and
+    ensure_user() raises PermissionError when the server has no custom auth."""
+    log_access("seed_factory", "enter", runtime=runtime)
+    try:
+        if ert := runtime.execution_runtime:
+            endpoint = ert.context.mcp_endpoint  # attribute access: the context is typed
+            if endpoint == "needs-user":
+                runtime.ensure_user()
+            builder = build_builder()
+            yield builder.compile()
+        else:
+            yield build_graph()
+    finally:
+        log_access("seed_factory", "exit", runtime=runtime)
