@@ -17,7 +17,6 @@ Try it:
 """
 
 import contextlib
-import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -79,19 +78,12 @@ def build_graph(greeter: Optional[Greeter]):
     return builder.compile()
 
 
-def _as_ctx(context: Any) -> ResourceCtx:
-    """The factory may receive the run context as a plain dict: accept both forms."""
-    if isinstance(context, ResourceCtx):
-        return context
-    known = {f.name for f in dataclasses.fields(ResourceCtx)}
-    return ResourceCtx(**{k: v for k, v in (context or {}).items() if k in known})
-
-
 @contextlib.asynccontextmanager
 async def make_graph(runtime: ServerRuntime[ResourceCtx]) -> AsyncIterator[Any]:
     if ert := runtime.execution_runtime:
         # A run is about to execute: open the resource for exactly this run.
-        greeter = Greeter(_as_ctx(ert.context).greeting)
+        # ert.context is a ResourceCtx: graphdock types it by the ServerRuntime[...] annotation.
+        greeter = Greeter(ert.context.greeting)
         try:
             yield build_graph(greeter)
         finally:
