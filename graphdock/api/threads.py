@@ -10,6 +10,7 @@ from starlette.responses import Response
 from graphdock.api import models
 from graphdock.api.common import JSONResponse, paginated, parse_bool, select_fields, server
 from graphdock.auth import AuthContext, request_auth
+from graphdock.errors import NotFound
 from graphdock.services.common import parse_uuid
 
 router = APIRouter(prefix="/threads", tags=["threads"])
@@ -51,7 +52,18 @@ async def count_threads(
 async def prune_threads(
     body: models.ThreadPrune, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse({"pruned_count": await server(request).threads.prune(body)})
+    srv = server(request)
+    if body.strategy == "keep_latest":
+        return JSONResponse({"pruned_count": await srv.threads.prune(body)})
+    ids = list(dict.fromkeys(_tid(i) for i in body.thread_ids))  # all ids are checked first
+    pruned = 0
+    for thread_id in ids:
+        try:
+            await srv.delete_thread(thread_id)  # stops its runs first, like DELETE /threads/{id}
+        except NotFound:
+            continue
+        pruned += 1
+    return JSONResponse({"pruned_count": pruned})
 
 
 @router.get("/{thread_id}", summary="Get a thread")

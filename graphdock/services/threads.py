@@ -7,12 +7,13 @@ import logging
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from graphdock import serde
 from graphdock.api import models
 from graphdock.backends.base import EventLog, Page, Row, Storage
-from graphdock.errors import BadRequest, Conflict, NotFound
+from graphdock.errors import APIError, BadRequest, Conflict, NotFound
 from graphdock.hosting import Hosting
 from graphdock.hosting.state import EMPTY_STATE, snapshot_json, thread_interrupts
 from graphdock.services.common import clean_metadata, parse_uuid
@@ -20,9 +21,26 @@ from graphdock.services.common import clean_metadata, parse_uuid
 logger = logging.getLogger("graphdock.threads")
 
 
+# What a bad update (unknown node, wrong value type for a reducer, ...) raises inside langgraph.
+_BAD_UPDATE = (InvalidUpdateError, ValueError, TypeError, KeyError)
+
+
 def thread_status_for(snapshot: StateSnapshot | None) -> str:
     """``interrupted`` when the latest checkpoint has pending work, else ``idle``."""
     return "interrupted" if snapshot is not None and snapshot.next else "idle"
+
+
+def public_thread(row: Row) -> Row:
+    """A thread row as the API shows it.
+
+    ``interrupts`` (and ``error``, when there is none) appear only once the thread's
+    state has been recorded by a run or an update; a fresh thread has neither key.
+    """
+    if row.get("interrupts") is None:
+        row = {k: v for k, v in row.items() if k != "interrupts"}
+        if row.get("error") is None:
+            row.pop("error", None)
+    return row
 
 
 def _extract(row: Row, path: str) -> Any:
@@ -73,6 +91,9 @@ class ThreadsService:
     # -- rows -------------------------------------------------------------------
 
     async def get(self, thread_id: str) -> Row:
+        return public_thread(await self._row(thread_id))
+
+    async def _row(self, thread_id: str) -> Row:
         row = await self.storage.get_thread(thread_id)
         if row is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
@@ -101,22 +122,23 @@ class ThreadsService:
         if created and body.supersteps:
             try:
                 row = await self._apply_supersteps(row, body.supersteps, user)
-            except Exception as exc:  # the thread stays; the caller reports the problem
-                problem = f"Thread {thread_id} was created, but there were problems updating the state: {exc}"
-        return row, problem
+            except Exception as exc:  # the thread stays, without any of the state; report why
+                detail = exc.detail if isinstance(exc, APIError) else str(exc) or type(exc).__name__
+                problem = f"Thread {thread_id} was created, but there were problems updating the state: {detail}"
+                await self.checkpointer.adelete_thread(thread_id)
+        return public_thread(row), problem
 
     async def _apply_supersteps(self, row: Row, supersteps: list[models.Superstep], user: Any) -> Row:
-        from langgraph.types import Command, StateUpdate
+        from langgraph.types import StateUpdate
+
+        from graphdock.runs.executor import build_command
 
         graph_id = row["metadata"].get("graph_id")
         if not graph_id:
-            raise BadRequest("the thread has no graph_id in its metadata")
+            raise BadRequest("the thread has no graph_id in its metadata (pass graph_id when creating it)")
         updates = [
             [
-                StateUpdate(
-                    Command(**u.command) if u.command else u.values,
-                    u.as_node,
-                )
+                StateUpdate(build_command(u.command) if u.command else u.values, u.as_node)
                 for u in step.updates
             ]
             for step in supersteps
@@ -139,7 +161,7 @@ class ThreadsService:
         row = await self.storage.patch_thread(thread_id, metadata=clean_metadata(body.metadata))
         if row is None:
             raise NotFound("Not Found")
-        return row
+        return public_thread(row)
 
     async def delete(self, thread_id: str) -> None:
         if not await self.storage.delete_thread(thread_id):
@@ -158,10 +180,11 @@ class ThreadsService:
             sort_by=body.sort_by or "updated_at",
             sort_order=body.sort_order or "desc",
         )
+        rows = [public_thread(row) for row in page.rows]
         if body.extract:
-            for row in page.rows:
+            for row in rows:
                 row["extracted"] = {alias: _extract(row, path) for alias, path in body.extract.items()}
-        return page
+        return Page(rows, page.has_more)
 
     async def count(self, body: models.ThreadCount) -> int:
         return await self.storage.count_threads(
@@ -195,7 +218,7 @@ class ThreadsService:
             await self.checkpointer.adelete_thread(new_id)
             raise
         status = source["status"] if source["status"] in ("interrupted",) else "idle"
-        return await self.storage.update_thread_state(new_id, status=status) or row
+        return public_thread(await self.storage.update_thread_state(new_id, status=status) or row)
 
     async def _copy_checkpoints(self, source_id: str, target_id: str) -> None:
         tuples = [t async for t in self.checkpointer.alist({"configurable": {"thread_id": source_id}})]
@@ -217,17 +240,16 @@ class ThreadsService:
                 await self.checkpointer.aput_writes(saved, writes, task_id)
 
     async def prune(self, body: models.ThreadPrune) -> int:
-        ids = [parse_uuid(i, "thread") for i in body.thread_ids]
+        """Keep only the latest checkpoint of each listed thread; unknown ids are skipped.
+
+        (Strategy ``delete`` is :meth:`graphdock.server.Server.delete_thread` per id.)
+        """
+        ids = list(dict.fromkeys(parse_uuid(i, "thread") for i in body.thread_ids))
         pruned = 0
         for thread_id in ids:
-            if body.strategy == "delete":
-                if await self.storage.delete_thread(thread_id):
-                    await self.checkpointer.adelete_thread(thread_id)
-                    pruned += 1
-            else:
-                if await self.storage.get_thread(thread_id) is not None:
-                    await self.storage.prune_checkpoints(thread_id)
-                    pruned += 1
+            if await self.storage.get_thread(thread_id) is not None:
+                await self.storage.prune_checkpoints(thread_id)
+                pruned += 1
         return pruned
 
     # -- state (access contexts threads.read / threads.update) -------------------
@@ -244,6 +266,22 @@ class ThreadsService:
         base["configurable"] = configurable
         return base
 
+    async def _require_checkpoint(self, config: dict[str, Any]) -> None:
+        """404 when ``config`` names a checkpoint that the thread does not have."""
+        conf = config["configurable"]
+        checkpoint_id = conf.get("checkpoint_id")
+        if checkpoint_id is None:
+            return
+        lookup = {
+            "configurable": {
+                "thread_id": conf["thread_id"],
+                "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+        if await self.checkpointer.aget_tuple(lookup) is None:
+            raise NotFound(f"Checkpoint {checkpoint_id} not found on thread {conf['thread_id']}")
+
     async def state(
         self,
         thread_id: str,
@@ -252,11 +290,12 @@ class ThreadsService:
         checkpoint: dict[str, Any] | None = None,
         user: Any = None,
     ) -> dict[str, Any]:
-        row = await self.get(thread_id)
+        row = await self._row(thread_id)
         graph_id = row["metadata"].get("graph_id")
         if not graph_id or graph_id not in self.hosting:
             return dict(EMPTY_STATE)
         config = self._config(row, checkpoint)
+        await self._require_checkpoint(config)
         async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as graph:
             snapshot = await graph.aget_state(config, subgraphs=subgraphs)
         return snapshot_json(snapshot)
@@ -271,7 +310,7 @@ class ThreadsService:
         checkpoint: dict[str, Any] | None = None,
         user: Any = None,
     ) -> list[dict[str, Any]]:
-        row = await self.get(thread_id)
+        row = await self._row(thread_id)
         graph_id = row["metadata"].get("graph_id")
         if not graph_id or graph_id not in self.hosting:
             return []
@@ -295,7 +334,7 @@ class ThreadsService:
     async def update_state(
         self, thread_id: str, body: models.ThreadStateUpdate, user: Any = None
     ) -> dict[str, Any]:
-        row = await self.get(thread_id)
+        row = await self._row(thread_id)
         if await self.storage.inflight_runs(thread_id):
             raise Conflict("Thread is busy: a run is pending or running on it")
         graph_id = row["metadata"].get("graph_id")
@@ -305,8 +344,12 @@ class ThreadsService:
         if body.checkpoint_id:
             checkpoint["checkpoint_id"] = body.checkpoint_id
         config = self._config(row, checkpoint)
+        await self._require_checkpoint(config)
         async with self.hosting.open_graph(graph_id, "threads.update", config=config, user=user) as graph:
-            next_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+            try:
+                next_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+            except _BAD_UPDATE as exc:
+                raise BadRequest(f"Invalid state update: {exc}") from None
             read_config = self._config(row)
             async with self.hosting.open_graph(
                 graph_id, "threads.read", config=read_config, user=user
