@@ -39,6 +39,37 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "\n".join(lines) or "Invalid request"
 
 
+class InternalErrors:
+    """Answer an unexpected exception with a plain 500 and log it, without re-raising.
+
+    (Starlette's own server-error handling re-raises after responding, which makes the
+    ASGI server drop the keep-alive connection.)
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                return
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     srv = Server(settings)
 
@@ -79,14 +110,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def _value_error(request: Request, exc: ValueError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return PlainTextResponse("Internal Server Error", status_code=500)
-
     for router in (meta.router, assistants.router, threads.router, runs.router, store.router):
         app.include_router(router)
 
+    app.add_middleware(InternalErrors)
     cors: dict[str, Any] = dict(settings.config.http.get("cors") or {})
     if cors:
         app.add_middleware(CORSMiddleware, **cors)
