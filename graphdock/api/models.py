@@ -107,15 +107,27 @@ class Superstep(Body):
     updates: list[SuperstepUpdate]
 
 
+def _no_thread_ttl(value: Any) -> Any:
+    if value is not None:
+        raise ValueError("thread TTLs are not supported by this server yet; omit ttl")
+    return value
+
+
 class ThreadCreate(Body):
     thread_id: Optional[str] = None
     metadata: Metadata = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: Optional[list[Superstep]] = None
+    ttl: Optional[Any] = Field(None, description="Not supported yet: any value is rejected.")
+
+    _ttl = field_validator("ttl")(classmethod(lambda cls, v: _no_thread_ttl(v)))
 
 
 class ThreadPatch(Body):
     metadata: Metadata = None
+    ttl: Optional[Any] = Field(None, description="Not supported yet: any value is rejected.")
+
+    _ttl = field_validator("ttl")(classmethod(lambda cls, v: _no_thread_ttl(v)))
 
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -177,7 +189,7 @@ class ThreadStateAtCheckpoint(Body):
 
 
 class ThreadHistory(Body):
-    limit: int = Field(10, ge=1, le=1000)
+    limit: int = Field(1, ge=1, le=1000)
     before: Optional[Union[str, dict[str, Any]]] = None
     metadata: Metadata = None
     checkpoint: Optional[CheckpointRef] = None

@@ -10,10 +10,48 @@ from graphdock.backends.base import Page, Row, Storage
 from graphdock.errors import NotFound, Unprocessable
 from graphdock.hosting import Hosting, system_assistant_id
 from graphdock.hosting.state import drawable_graph, graph_schemas
-from graphdock.services.common import clean_metadata, mirror_context, normalise_config, parse_uuid
+from graphdock.services.common import (
+    check_storable,
+    clean_metadata,
+    mirror_context,
+    normalise_config,
+    parse_uuid,
+)
+
+
+def patched_config(
+    current: Row, config: dict[str, Any], context: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (config, context) of a PATCH, keeping ``config.configurable`` and ``context`` equal.
+
+    - a non-empty ``config`` replaces the config; ``context`` replaces the context when present;
+    - a new non-empty ``config.configurable`` becomes the context too;
+    - a new context without a new configurable becomes the configurable of the (old or new)
+      config; a new config without either keeps the current context, mirrored into it;
+    - a non-empty configurable together with a non-empty context is a 400.
+    """
+    if context is None:
+        if config.get("configurable"):
+            return mirror_context(config, None)
+        context = current["context"]
+    elif config.get("configurable"):
+        return mirror_context(config, context)
+    base = config if config else current["config"]
+    return mirror_context({k: v for k, v in base.items() if k != "configurable"}, context)
+
+
+def _check_row(row: Row) -> None:
+    for field in ("config", "context", "metadata", "name", "description"):
+        if field in row:
+            check_storable(row[field], field)
 
 
 class AssistantsService:
+    """Assistant rows and the introspection of their graphs (access context ``assistants.read``).
+
+    Assistants whose graph is not registered in this server are treated as absent.
+    """
+
     def __init__(self, storage: Storage, hosting: Hosting) -> None:
         self.storage = storage
         self.hosting = hosting
@@ -47,6 +85,10 @@ class AssistantsService:
         return row
 
     async def create(self, body: models.AssistantCreate) -> Row:
+        """Insert version 1 of a new assistant; ``if_exists`` decides what an existing id gets.
+
+        Everything is validated before the single write, so a rejected request stores nothing.
+        """
         self.hosting.get(body.graph_id)
         assistant_id = (
             parse_uuid(body.assistant_id, "assistant") if body.assistant_id else str(serde.uuid7())
@@ -68,34 +110,31 @@ class AssistantsService:
             "created_at": now,
             "updated_at": now,
         }
+        _check_row(row)
         created, _ = await self.storage.put_assistant(row, if_exists=body.if_exists)
         return created
 
     async def patch(self, assistant_id: str, body: models.AssistantPatch) -> Row:
+        """Store a new version (max + 1) built from the current one and make it current.
+
+        ``metadata`` is merged shallowly; ``name``/``description``/``graph_id`` replace when
+        given; config and context follow :func:`patched_config`.
+        """
         current = await self.get(assistant_id)
         changes: dict[str, Any] = {}
         if body.graph_id is not None:
             self.hosting.get(body.graph_id)
             changes["graph_id"] = body.graph_id
-        fields = body.model_fields_set
-        config = normalise_config(body.config.model_dump(exclude_none=True)) if body.config else None
+        config = normalise_config(body.config.model_dump(exclude_none=True)) if body.config else {}
         if config or body.context is not None:
-            base = config if config else current["config"]
-            if body.context is not None:
-                if not (config and config.get("configurable")):
-                    base = {**base, "configurable": {}}
-                new_config, new_context = mirror_context(base, body.context)
-            else:
-                new_config, new_context = mirror_context(base, None)
-                if not new_config.get("configurable"):
-                    new_context = current["context"]
-            changes["config"], changes["context"] = new_config, new_context
+            changes["config"], changes["context"] = patched_config(current, config, body.context)
         if body.metadata is not None:
             changes["metadata"] = {**current["metadata"], **clean_metadata(body.metadata)}
         if body.name is not None:
             changes["name"] = body.name
-        if "description" in fields:
+        if "description" in body.model_fields_set:
             changes["description"] = body.description
+        _check_row(changes)
         row = await self.storage.patch_assistant(assistant_id, changes)
         if row is None:
             raise NotFound(f"Assistant {assistant_id} not found")
@@ -128,14 +167,16 @@ class AssistantsService:
         )
 
     async def versions(self, assistant_id: str, body: models.AssistantVersionsSearch) -> list[Row]:
-        rows = await self.storage.assistant_versions(
+        """The assistant's versions, newest first; 404 when the assistant is absent."""
+        await self.get(assistant_id)
+        return await self.storage.assistant_versions(
             assistant_id, metadata=body.metadata, limit=body.limit, offset=body.offset
         )
-        if not rows and await self.storage.get_assistant(assistant_id) is None:
-            raise NotFound(f"Assistant {assistant_id} not found")
-        return rows
 
     async def set_latest(self, assistant_id: str, version: int) -> Row:
+        """Copy ``version`` (config, context, metadata, name, description, graph) into the
+        assistant and make it current, without creating a version."""
+        await self.get(assistant_id)
         row = await self.storage.set_assistant_version(assistant_id, version)
         if row is None:
             raise NotFound(f"Version {version} not found for assistant {assistant_id}")

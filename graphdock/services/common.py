@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 from typing import Any
 
@@ -84,3 +85,32 @@ def mirror_context(
     elif configurable:
         context = dict(configurable)
     return config, context or {}
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def check_storable(value: Any, where: str) -> None:
+    """422 naming the path (``where`` + keys) of the first value that JSON storage cannot
+    round-trip unchanged: an integer outside the 64-bit range, NaN or Infinity, or a string
+    (value or key) holding a lone surrogate. Other JSON values pass."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unprocessable(f"{where}: text contains a lone surrogate, which cannot be stored") from None
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise Unprocessable(f"{where}: integer {value} is outside the 64-bit range that can be stored")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise Unprocessable(f"{where}: NaN and Infinity are not valid JSON numbers")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, f"{where} (a key)")
+            check_storable(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_storable(item, f"{where}[{index}]")

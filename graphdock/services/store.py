@@ -9,6 +9,7 @@ from langgraph.store.base import BaseStore
 from graphdock import serde
 from graphdock.api import models
 from graphdock.errors import BadRequest, Unprocessable
+from graphdock.services.common import check_storable
 
 
 def _item(item: Any) -> dict[str, Any] | None:
@@ -27,11 +28,18 @@ def _item(item: Any) -> dict[str, Any] | None:
 
 
 def _namespace(labels: list[str], *, allow_empty: bool = False) -> tuple[str, ...]:
+    """The namespace tuple; 400 when empty (unless allowed), 422 naming a bad label.
+
+    Labels are non-empty strings without ``.`` (the GET form joins them with dots) or NUL.
+    """
     if not labels and not allow_empty:
         raise BadRequest("Namespace cannot be empty.")
     for label in labels:
-        if not isinstance(label, str) or not label or "." in label:
-            raise Unprocessable(f"Namespace label '{label}' must be a non-empty string without periods")
+        if not isinstance(label, str) or not label or "." in label or "\x00" in label:
+            raise Unprocessable(
+                f"Namespace label {label!r} must be a non-empty string without periods or NUL characters"
+            )
+        check_storable(label, "namespace")
     return tuple(labels)
 
 
@@ -42,6 +50,8 @@ class StoreService:
 
     async def put(self, body: models.StorePut) -> None:
         namespace = _namespace(body.namespace)
+        check_storable(body.key, "key")
+        check_storable(body.value, "value")
         if isinstance(body.index, list) and not self.has_index:
             raise Unprocessable(
                 "index: this server has no vector index configured (store.index in langgraph.json);"
