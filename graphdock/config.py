@@ -44,6 +44,12 @@ class Config:
     auth: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def unsupported(self) -> list[str]:
+        """Configuration keys graphdock does not act upon (reported at start-up)."""
+        keys = [k for k in ("checkpointer", "webhooks", "ui", "ui_config", "encryption", "priority") if self.raw.get(k)]
+        keys += [f"http.{k}" for k in self.http if k != "cors"]
+        return keys
+
     @property
     def base_dir(self) -> Path:
         return self.path.parent
@@ -109,6 +115,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     store = raw.get("store") or {}
     if not isinstance(store, dict):
         raise ConfigError("store: expected an object")
+    if store.get("index"):
+        raise ConfigError("store.index: semantic search is not supported by graphdock yet; remove store.index")
+    if store.get("path"):
+        raise ConfigError("store.path: custom stores are not supported by graphdock yet; remove store.path")
+    ttl = store.get("ttl")
+    if ttl is not None:
+        if not isinstance(ttl, dict) or set(ttl) - {"default_ttl", "refresh_on_read", "sweep_interval_minutes"}:
+            raise ConfigError(
+                "store.ttl: expected an object with default_ttl, refresh_on_read and/or sweep_interval_minutes"
+            )
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, dict):
         raise ConfigError("auth: expected an object")

@@ -32,6 +32,8 @@ class Server:
         config = settings.config
         for key, value in config.env.items():
             os.environ.setdefault(key, value)
+        for key in config.unsupported():
+            logger.warning("langgraph.json: '%s' is not supported by graphdock yet and is ignored", key)
         graphs = load_graphs(config)
         for loaded in graphs.values():
             for notice in loaded.notices:
@@ -40,9 +42,14 @@ class Server:
         self.storage = SqliteStorage(settings.database_path)
         await self.storage.setup()
         self._stack.push_async_callback(self.storage.close)
-        saver, store = await self._stack.enter_async_context(open_persistence(settings.database_path))
+        store_ttl = (config.store or {}).get("ttl")
+        saver, store = await self._stack.enter_async_context(
+            open_persistence(settings.database_path, ttl=store_ttl)  # type: ignore[arg-type]
+        )
         self.checkpointer = saver
-        self.hosting = Hosting(graphs, store=store, checkpointer=saver)
+        self.hosting = Hosting(
+            graphs, store=store, checkpointer=saver, topology=settings.topology_check  # type: ignore[arg-type]
+        )
         self.events = MemoryEventLog(retention=settings.resumable_stream_ttl)
         self.queue = MemoryQueue(concurrency=settings.n_jobs_per_worker)
         self.assistants = AssistantsService(self.storage, self.hosting)
