@@ -6,7 +6,9 @@ the matching ``astream`` modes and each chunk becomes one or more named events:
 ``messages`` (from ``messages-tuple``), the legacy ``messages/metadata``,
 ``messages/partial`` and ``messages/complete`` (from ``messages``), and ``events``.
 With subgraph streaming, names get ``|<ns segment>...`` suffixes (never the legacy
-``messages/*`` events).
+``messages/*`` events). Payloads are langgraph's, except that ``debug`` checkpoint
+payloads gain ``checkpoint`` / ``parent_checkpoint`` references and legacy
+``messages/partial`` carries the message accumulated so far.
 """
 
 from __future__ import annotations
@@ -41,33 +43,34 @@ def graph_modes(requested: list[str]) -> list[str]:
 
 
 def _checkpoint_ref(config: Any) -> Any:
+    """``{checkpoint_id, thread_id, checkpoint_ns}`` of a checkpoint config (None stays None)."""
     if not isinstance(config, dict):
         return config
     conf = config.get("configurable") or {}
     return {
+        "checkpoint_id": conf.get("checkpoint_id"),
         "thread_id": conf.get("thread_id"),
         "checkpoint_ns": conf.get("checkpoint_ns", ""),
-        "checkpoint_id": conf.get("checkpoint_id"),
-        "checkpoint_map": conf.get("checkpoint_map"),
     }
 
 
-def _checkpoint_payload(payload: Any) -> Any:
-    """A ``checkpoints`` / debug checkpoint payload with configs reduced to checkpoint refs."""
+def _debug_checkpoint(payload: Any) -> Any:
+    """A debug ``checkpoint`` payload augmented with ``checkpoint`` / ``parent_checkpoint``
+    refs; a task whose ``state`` is a (subgraph checkpoint) config gets ``checkpoint``
+    instead of ``state``. The ``checkpoints`` mode carries langgraph's payload unchanged."""
     if not isinstance(payload, dict):
         return payload
     out = dict(payload)
-    if "config" in out:
-        out["checkpoint"] = _checkpoint_ref(out["config"])
-    if "parent_config" in out:
-        out["parent_checkpoint"] = _checkpoint_ref(out["parent_config"]) if out["parent_config"] else None
+    out["checkpoint"] = _checkpoint_ref(out.get("config"))
+    out["parent_checkpoint"] = _checkpoint_ref(out.get("parent_config"))
     tasks = out.get("tasks")
     if isinstance(tasks, (list, tuple)):
         new_tasks = []
         for task in tasks:
-            if isinstance(task, dict) and isinstance(task.get("state"), dict):
-                task = {**task, "checkpoint": _checkpoint_ref(task["state"])}
-                task.pop("state", None)
+            state = task.get("state") if isinstance(task, dict) else None
+            if isinstance(state, dict) and "configurable" in state:
+                task = {k: v for k, v in task.items() if k != "state"}
+                task["checkpoint"] = _checkpoint_ref(state)
             new_tasks.append(task)
         out["tasks"] = new_tasks
     return out
@@ -80,27 +83,17 @@ class EventConverter:
         self.requested = set(requested)
         self.subgraphs = subgraphs
         self._messages: dict[str, BaseMessage] = {}
-        self.last_values: Any = None
-        self.interrupts: list[Any] = []
 
     def convert(self, ns: tuple[str, ...], mode: str, payload: Any) -> Iterator[tuple[str, Any]]:
+        """The ``(event name, data)`` pairs for one langgraph chunk of ``mode`` from namespace ``ns``."""
         suffix = "|" + "|".join(ns) if ns and self.subgraphs else ""
         if mode == "messages":
             yield from self._convert_messages(suffix, payload)
             return
-        if not ns:
-            if mode == "values":
-                self.last_values = payload
-                if isinstance(payload, dict) and payload.get("__interrupt__"):
-                    self.interrupts = list(payload["__interrupt__"])
-            elif mode == "updates" and isinstance(payload, dict) and payload.get("__interrupt__"):
-                self.interrupts = list(payload["__interrupt__"])
         if mode not in self.requested:
             return
-        if mode == "checkpoints":
-            payload = _checkpoint_payload(payload)
-        elif mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
-            payload = {**payload, "payload": _checkpoint_payload(payload.get("payload"))}
+        if mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
+            payload = {**payload, "payload": _debug_checkpoint(payload.get("payload"))}
         yield mode + suffix, payload
 
     def _convert_messages(self, suffix: str, payload: Any) -> Iterator[tuple[str, Any]]:

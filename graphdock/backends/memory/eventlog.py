@@ -4,15 +4,21 @@ Event ids are ``<unix ms>-<sequence>`` with a process-wide increasing sequence,
 so ids order events across runs of a thread. Logs of resumable runs are kept for
 ``retention`` seconds after the run ends; others are dropped once the run ends
 (subscribers already attached still drain them).
+
+Thread subscribers receive every event of every run on the thread as it is
+published, thread-level events (``state_update``), and a ``metadata``
+``{"status": "run_done", "run_id"}`` event when a run that started ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+import weakref
+from collections import defaultdict, deque
 from typing import AsyncIterator
 
+from graphdock import serde
 from graphdock.backends.base import CancelAction, Event, EventLog
 
 
@@ -84,7 +90,7 @@ class MemoryEventLog(EventLog):
             return
         self._runs[run_id] = _RunLog(run_id, thread_id, resumable)
         self._finished.pop(run_id, None)
-        if thread_id is not None:
+        if thread_id is not None and run_id not in self._thread_runs[thread_id]:
             self._thread_runs[thread_id].append(run_id)
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
@@ -104,11 +110,11 @@ class MemoryEventLog(EventLog):
             return
         log.finished = True
         log.wake()
-        if log.thread_id is not None:
+        # A run that never published anything never started (e.g. rejected at insert or
+        # cancelled while pending): the thread saw no start, so it sees no end either.
+        if log.thread_id is not None and log.events:
             subs = self._thread_subs.get(log.thread_id)
             if subs:
-                from graphdock import serde
-
                 done = Event(
                     self._next_id(), "metadata", serde.dumps({"status": "run_done", "run_id": run_id})
                 )
@@ -164,33 +170,33 @@ class MemoryEventLog(EventLog):
         finally:
             log.waiters.discard(waiter)
 
-    async def subscribe_thread(
+    def subscribe_thread(
         self, thread_id: str, *, last_event_id: str | None = None
     ) -> AsyncIterator[Event]:
+        # Register now, not at first iteration: a run started right after the
+        # subscriber's response headers were sent must not be missed.
         self._expire()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         self._thread_subs[thread_id].add(queue)
-        try:
-            if last_event_id is not None:
-                after = parse_event_id(last_event_id) or (0, -1)
-                replay = [
-                    ev
-                    for rid in self._thread_runs.get(thread_id, ())
-                    if (log := self._runs.get(rid)) is not None and log.resumable
-                    for ev in log.events
-                    if parse_event_id(ev.id) > after  # type: ignore[operator]
-                ]
-                replay.sort(key=lambda ev: parse_event_id(ev.id))  # type: ignore[arg-type,return-value]
-                for ev in replay:
-                    yield ev
-            while True:
-                yield await queue.get()
-        finally:
-            subs = self._thread_subs.get(thread_id)
-            if subs is not None:
-                subs.discard(queue)
-                if not subs:
-                    del self._thread_subs[thread_id]
+        replay: list[Event] = []
+        if last_event_id is not None:
+            after = parse_event_id(last_event_id) or (0, -1)
+            replay = [
+                ev
+                for rid in self._thread_runs.get(thread_id, ())
+                if (log := self._runs.get(rid)) is not None and log.resumable
+                for ev in log.events
+                if parse_event_id(ev.id) > after  # type: ignore[operator]
+            ]
+            replay.sort(key=lambda ev: parse_event_id(ev.id))  # type: ignore[arg-type,return-value]
+        return _ThreadSubscription(self, thread_id, queue, replay)
+
+    def _unsubscribe_thread(self, thread_id: str, queue: asyncio.Queue[Event]) -> None:
+        subs = self._thread_subs.get(thread_id)
+        if subs is not None:
+            subs.discard(queue)
+            if not subs:
+                del self._thread_subs[thread_id]
 
     async def publish_thread(self, thread_id: str, event: str, data: bytes) -> None:
         item = Event(self._next_id(), event, data)
@@ -212,3 +218,28 @@ class MemoryEventLog(EventLog):
 
     def release_cancel(self, run_id: str) -> None:
         self._cancels.pop(run_id, None)
+
+
+class _ThreadSubscription:
+    """A thread subscriber: replayed events, then live ones until :meth:`aclose` (or until
+    the subscription is garbage-collected, for a response that was never iterated)."""
+
+    def __init__(
+        self, log: MemoryEventLog, thread_id: str, queue: asyncio.Queue[Event], replay: list[Event]
+    ) -> None:
+        self._queue = queue
+        self._replay = deque(replay)
+        self._unsubscribe = weakref.finalize(self, log._unsubscribe_thread, thread_id, queue)
+
+    def __aiter__(self) -> "_ThreadSubscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        if not self._unsubscribe.alive:
+            raise StopAsyncIteration
+        if self._replay:
+            return self._replay.popleft()
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        self._unsubscribe()
