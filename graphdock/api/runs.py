@@ -25,6 +25,26 @@ router = APIRouter(tags=["runs"])
 RUN_NOT_FOUND = {"error": "HTTPException", "message": "404: Run not found"}
 
 
+_RUN_FIELDS = (
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+)
+
+
+def public_run(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row as the API shows it (the Run object of the Agent Server API)."""
+    out = {key: row.get(key) for key in _RUN_FIELDS}
+    out["langsmith_session_name"] = None
+    return out
+
+
 def _tid(value: str) -> str:
     return parse_uuid(value, "thread")
 
@@ -90,7 +110,15 @@ class _WaitResult:
         self.error: Any = None
         self.values: Any = None
         self.has_values = False
-        self.interrupts: list[Any] = []
+        self.interrupts: list[Any] = []  # every interrupt raised, in order, once each
+
+    def _add_interrupts(self, chunk: Any) -> None:
+        if not isinstance(chunk, dict) or not chunk.get("__interrupt__"):
+            return
+        known = {i.get("id") for i in self.interrupts if isinstance(i, dict)}
+        for item in chunk["__interrupt__"]:
+            if not (isinstance(item, dict) and item.get("id") in known):
+                self.interrupts.append(item)
 
     def add(self, event: Event) -> None:
         if event.event == "error":
@@ -98,18 +126,23 @@ class _WaitResult:
         elif event.event == "values":
             self.values = orjson.loads(event.data)
             self.has_values = True
-            if isinstance(self.values, dict) and self.values.get("__interrupt__"):
-                self.interrupts = self.values["__interrupt__"]
+            self._add_interrupts(self.values)
         elif event.event == "updates":
-            data = orjson.loads(event.data)
-            if isinstance(data, dict) and data.get("__interrupt__"):
-                self.interrupts = data["__interrupt__"]
+            self._add_interrupts(orjson.loads(event.data))
+
+    def _interrupt_body(self) -> Any:
+        """The last values when they carry every interrupt of the run, else all interrupts."""
+        last = self.values if isinstance(self.values, dict) else {}
+        carried = [i.get("id") for i in last.get("__interrupt__") or () if isinstance(i, dict)]
+        if carried and carried == [i.get("id") for i in self.interrupts if isinstance(i, dict)]:
+            return self.values
+        return {"__interrupt__": self.interrupts}
 
     async def body(self, request: Request, thread_id: str, stateless: bool) -> Any:
         if self.error is not None:
             return {"__error__": self.error}
-        if self.interrupts and not (isinstance(self.values, dict) and self.values.get("__interrupt__")):
-            return {"__interrupt__": self.interrupts}
+        if self.interrupts:
+            return self._interrupt_body()
         if self.has_values:
             return self.values
         if stateless:
@@ -156,7 +189,7 @@ async def create_thread_run(
     thread_id: str, body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
     run = await _create(request, body, _tid(thread_id), auth)
-    return JSONResponse(run, headers={"Content-Location": _locations(run, False, "")["Content-Location"]})
+    return JSONResponse(public_run(run), headers={"Content-Location": _locations(run, False, "")["Content-Location"]})
 
 
 @router.post("/runs", summary="Create a stateless run")
@@ -164,7 +197,7 @@ async def create_stateless_run(
     body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
     run = await _create(request, body, None, auth)
-    return JSONResponse(run, headers={"Content-Location": _locations(run, True, "")["Content-Location"]})
+    return JSONResponse(public_run(run), headers={"Content-Location": _locations(run, True, "")["Content-Location"]})
 
 
 async def _stream(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
@@ -235,7 +268,14 @@ async def create_batch(
     body: list[models.RunCreate] = BodyParam(...),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
-    return JSONResponse([await _create(request, item, None, auth) for item in body])
+    runs = await server(request).runs.create_batch(
+        body,
+        auth_user=auth.user,
+        auth_identity=auth.identity,
+        permissions=auth.permissions,
+        request_id=request.headers.get("x-request-id"),
+    )
+    return JSONResponse([public_run(run) for run in runs])
 
 
 # -- lookup and control -------------------------------------------------------------
@@ -258,14 +298,14 @@ async def list_runs(
     if status is not None and status not in ("pending", "running", "success", "error", "timeout", "interrupted"):
         raise Unprocessable(f"Invalid status '{status}'")
     rows = await server(request).runs.list(_tid(thread_id), limit=limit, offset=offset, status=status)
-    return JSONResponse(select_fields(rows, select))
+    return JSONResponse(select_fields([public_run(row) for row in rows], select))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")
 async def get_run(
     thread_id: str, run_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).runs.get(_tid(thread_id), _rid(run_id)))
+    return JSONResponse(public_run(await server(request).runs.get(_tid(thread_id), _rid(run_id))))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a run and its checkpoints")
@@ -448,8 +488,11 @@ async def thread_stream(
             return True
         return False
 
+    # subscribe before answering, so nothing that happens after the headers is missed
+    events = srv.events.subscribe_thread(tid, last_event_id=last_event_id)
+
     async def body() -> AsyncIterator[bytes]:
-        async for item in with_ticks(srv.events.subscribe_thread(tid, last_event_id=last_event_id)):
+        async for item in with_ticks(events):
             if item is None:
                 yield HEARTBEAT
             elif accept(item.event, item.data):

@@ -195,6 +195,18 @@ class Storage(ABC):
         """Delete the checkpoints (and pending writes) that ``run_id`` wrote."""
 
     @abstractmethod
+    async def head_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
+        """The pending writes of the thread's latest checkpoint in each namespace (and of
+        root checkpoint ``checkpoint_id``): the existing checkpoints a run can add writes to.
+
+        Taken when a run starts; :meth:`restore_writes` puts them back if the run is rolled back.
+        """
+
+    @abstractmethod
+    async def restore_writes(self, thread_id: str, snapshot: Any) -> None:
+        """Make the pending writes of the checkpoints in ``snapshot`` exactly what they were."""
+
+    @abstractmethod
     async def prune_checkpoints(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of each namespace of the thread."""
 

@@ -76,6 +76,18 @@ def filter_context(graph: Any, context: dict[str, Any] | None) -> dict[str, Any]
     return {k: v for k, v in context.items() if k in props}
 
 
+async def restore_thread_status(storage: Storage, thread_id: str) -> None:
+    """Status of a thread whose run went away without touching its recorded state.
+
+    ``interrupted`` while the recorded state waits on interrupts, else ``idle``
+    (storage keeps ``busy`` while other runs are in flight).
+    """
+    thread = await storage.get_thread(thread_id)
+    if thread is not None:
+        status = "interrupted" if thread.get("interrupts") else "idle"
+        await storage.update_thread_state(thread_id, status=status)
+
+
 @dataclass
 class _Outcome:
     snapshot: StateSnapshot | None = None
@@ -108,6 +120,13 @@ class Executor:
         await self.events.open(run_id, thread_id, resumable=bool(kwargs.get("resumable")))
         flag, actions = self.events.cancel_signal(run_id)
         outcome = _Outcome()
+        if not kwargs.get("temporary"):
+            # what a rollback must put back on the checkpoints this run may add writes to
+            start = ((kwargs.get("config") or {}).get("configurable") or {}).get("checkpoint_id")
+            try:
+                outcome.extra["head_writes"] = await self.storage.head_writes(thread_id, start)
+            except Exception:
+                logger.exception("reading the pending writes of thread %s failed", thread_id)
         inner = asyncio.create_task(self._stream(run, outcome), name=f"graph-{run_id}")
         stop = asyncio.create_task(flag.wait())
         try:
@@ -125,7 +144,8 @@ class Executor:
         stop.cancel()
         status: str
         if inner in done:
-            exc = inner.exception()
+            # a graph that raised CancelledError itself (nobody cancelled the run) failed
+            exc = asyncio.CancelledError("the graph cancelled itself") if inner.cancelled() else inner.exception()
             if exc is not None:
                 outcome.error = exc
             status = "error" if outcome.error is not None else "success"
@@ -138,13 +158,25 @@ class Executor:
                 status = "timeout"
                 outcome.error = TimeoutError(f"Run exceeded the timeout of {self.run_timeout:g} seconds")
         try:
-            await self._record(run, status, outcome)
+            try:
+                await self._record(run, status, outcome)
+            except Exception as exc:
+                # never leave the run `running`: record a plain error instead
+                logger.exception("recording the outcome of run %s failed", run_id)
+                await self._record_failure(run_id, outcome.error if outcome.error is not None else exc)
+            finally:
+                # a temporary run's thread is gone before anyone waiting on the run is told
+                if kwargs.get("temporary"):
+                    await self.storage.delete_thread(thread_id)
+                    await self.hosting.checkpointer.adelete_thread(thread_id)
         finally:
             self.events.release_cancel(run_id)
             await self.events.close(run_id)
-        if kwargs.get("temporary"):
-            await self.storage.delete_thread(thread_id)
-            await self.hosting.checkpointer.adelete_thread(thread_id)
+
+    async def _record_failure(self, run_id: str, exc: BaseException) -> None:
+        error = {"error": type(exc).__name__, "message": "An internal error occurred"}
+        await self.events.publish(run_id, "error", serde.dumps(error))
+        await self.storage.finish_run(run_id, "error", thread_status="error", error=error)
 
     async def _stream(self, run: Row, outcome: _Outcome) -> None:
         run_id, thread_id = run["run_id"], run["thread_id"]
@@ -246,7 +278,10 @@ class Executor:
             await self.events.publish(run_id, "error", serde.dumps(serde.error_payload(outcome.error)))
         if status == "rollback":
             await self.storage.delete_checkpoints_for_run(thread_id, run_id)
+            if outcome.extra.get("head_writes") is not None:
+                await self.storage.restore_writes(thread_id, outcome.extra["head_writes"])
             await self.storage.delete_run(run_id, thread_id)
+            await restore_thread_status(self.storage, thread_id)
             return
         state_fields: dict[str, Any] = {}
         if snapshot is not None and snapshot.created_at is not None:

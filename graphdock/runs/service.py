@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from graphdock.backends.memory.queue import MemoryQueue
 from graphdock.config import Settings
 from graphdock.errors import BadRequest, NotFound, Unprocessable
 from graphdock.hosting import Hosting
-from graphdock.runs.executor import Executor
+from graphdock.runs.executor import Executor, restore_thread_status
 from graphdock.services.assistants import AssistantsService
 from graphdock.services.common import (
     clean_configurable,
@@ -30,6 +31,15 @@ NO_RUNS_TO_CANCEL = (
     "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the"
     " runs haven't been deleted or completed."
 )
+
+
+@dataclass
+class PreparedRun:
+    """A validated run request: the run row and the thread defaults to insert with it."""
+
+    run: Row
+    thread: Row
+    if_not_exists: str
 
 
 class RunsService:
@@ -82,13 +92,58 @@ class RunsService:
         request_id: str | None = None,
     ) -> Row:
         """Insert a pending run (and its thread when needed) and hand it to the queue."""
+        prepared = await self.prepare(
+            body,
+            thread_id=thread_id,
+            auth_user=auth_user,
+            auth_identity=auth_identity,
+            permissions=permissions,
+            request_id=request_id,
+        )
+        return await self.insert(prepared)
+
+    async def create_batch(
+        self,
+        bodies: list[models.RunCreate],
+        *,
+        auth_user: Any = None,
+        auth_identity: str = "",
+        permissions: list[str] | None = None,
+        request_id: str | None = None,
+    ) -> list[Row]:
+        """Stateless runs, all validated before any is inserted (a bad item inserts nothing)."""
+        prepared = [
+            await self.prepare(
+                body,
+                thread_id=None,
+                auth_user=auth_user,
+                auth_identity=auth_identity,
+                permissions=permissions,
+                request_id=request_id,
+            )
+            for body in bodies
+        ]
+        return [await self.insert(item) for item in prepared]
+
+    async def prepare(
+        self,
+        body: models.RunCreate,
+        *,
+        thread_id: str | None,
+        auth_user: Any = None,
+        auth_identity: str = "",
+        permissions: list[str] | None = None,
+        request_id: str | None = None,
+    ) -> "PreparedRun":
+        """Validate a run request and build its row; nothing is written yet."""
         stateless = thread_id is None
         assistant_id = self.assistants.resolve_id(body.assistant_id)
         assistant = await self.storage.get_assistant(assistant_id)
         if assistant is None or assistant["graph_id"] not in self.hosting:
             raise NotFound("Thread or assistant not found.")
         temporary = stateless and body.on_completion != "keep"
-        if body.command is not None and body.command.get("resume") is not None and temporary:
+        if body.command is not None and body.command.get("resume") is not None and stateless:
+            # a stateless run always starts on a fresh thread: there is nothing to resume
             raise BadRequest("You must provide a thread_id when resuming.")
         if stateless:
             thread_id = str(serde.uuid7())
@@ -153,6 +208,7 @@ class RunsService:
         merged_config["configurable"] = configurable
         merged_config["metadata"] = metadata
         context = {**(assistant["context"] or {}), **run_context}
+        self.hosting.validate_context(graph_id, context)
 
         if body.durability is not None:
             durability = body.durability
@@ -206,12 +262,23 @@ class RunsService:
                 "configurable": copy.deepcopy(assistant_config.get("configurable") or {}),
             },
         }
-        await self.events.open(run_id, thread_id, resumable=bool(body.stream_resumable))
+        return PreparedRun(
+            run=run,
+            thread=thread_defaults,
+            if_not_exists="create" if stateless else (body.if_not_exists or "reject"),
+        )
+
+    async def insert(self, prepared: "PreparedRun") -> Row:
+        """Write a prepared run (and its thread), apply its multitask strategy, queue it."""
+        run = prepared.run
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        strategy = run["multitask_strategy"]
+        await self.events.open(run_id, thread_id, resumable=bool(run["kwargs"]["resumable"]))
         try:
             row, inflight = await self.storage.create_run(
                 run,
-                thread=thread_defaults,
-                if_not_exists="create" if stateless else (body.if_not_exists or "reject"),
+                thread=prepared.thread,
+                if_not_exists=prepared.if_not_exists,
                 multitask_strategy=strategy,
             )
         except BaseException:
@@ -264,7 +331,8 @@ class RunsService:
             await self.storage.delete_run(run_id, thread_id)
         else:
             await self.storage.set_run_status(run_id, "interrupted")
-            await self.storage.update_thread_state(thread_id, status="idle")
+        # the run never touched the thread's recorded state
+        await restore_thread_status(self.storage, thread_id)
         await self.events.close(run_id)
         return True
 

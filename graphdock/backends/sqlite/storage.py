@@ -17,7 +17,7 @@ import aiosqlite
 from graphdock import serde
 from graphdock.backends.base import Page, Row, SortOrder, Storage
 from graphdock.errors import Conflict, NotFound
-from graphdock.filters import json_contains
+from graphdock.filters import auth_match, json_auth_match, json_contains
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gd_assistants (
@@ -92,6 +92,13 @@ def _j(value: Any) -> str:
     return serde.dumps_str(value)
 
 
+def _auth(flt: Row | None, column: str = "metadata") -> tuple[str, list[Any]]:
+    """An SQL condition restricting rows to those whose ``column`` passes an auth filter."""
+    if not flt:
+        return "1=1", []
+    return f"json_auth_match({column}, ?)", [_j(flt)]
+
+
 class SqliteStorage(Storage):
     """Storage over one SQLite file (WAL mode)."""
 
@@ -108,6 +115,7 @@ class SqliteStorage(Storage):
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=30000")
         await conn.create_function("json_contains", 2, json_contains, deterministic=True)
+        await conn.create_function("json_auth_match", 2, json_auth_match, deterministic=True)
         await conn.executescript(_SCHEMA)
         self._conn = conn
 
@@ -142,12 +150,16 @@ class SqliteStorage(Storage):
 
     # -- assistants -----------------------------------------------------------
 
-    async def put_assistant(self, row: Row, *, if_exists: str) -> tuple[Row, bool]:
+    async def put_assistant(
+        self, row: Row, *, if_exists: str, auth_filter: Row | None = None
+    ) -> tuple[Row, bool]:
         async with self._tx() as conn:
             existing = await self._one(
                 conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (row["assistant_id"],)
             )
             if existing is not None:
+                if auth_filter and not auth_match(existing["metadata"], auth_filter):
+                    raise Conflict(f"Assistant {row['assistant_id']} already exists")
                 if if_exists == "do_nothing":
                     return existing, False
                 raise Conflict(f"Assistant {row['assistant_id']} already exists")
@@ -221,16 +233,24 @@ class SqliteStorage(Storage):
                     (name, description, assistant_id),
                 )
 
-    async def get_assistant(self, assistant_id: str) -> Row | None:
+    async def get_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> Row | None:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
             return await self._one(
-                conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (assistant_id,)
+                conn,
+                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
+                (assistant_id, *params),
             )
 
-    async def patch_assistant(self, assistant_id: str, changes: Row) -> Row | None:
+    async def patch_assistant(
+        self, assistant_id: str, changes: Row, *, auth_filter: Row | None = None
+    ) -> Row | None:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
             current = await self._one(
-                conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (assistant_id,)
+                conn,
+                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
+                (assistant_id, *params),
             )
             if current is None:
                 return None
@@ -261,21 +281,32 @@ class SqliteStorage(Storage):
             await self._insert_version(conn, row)
             return row
 
-    async def delete_assistant(self, assistant_id: str) -> bool:
+    async def delete_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> bool:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
             cur = await conn.execute(
-                "DELETE FROM gd_assistants WHERE assistant_id = ?", (assistant_id,)
+                f"DELETE FROM gd_assistants WHERE assistant_id = ? AND {clause}", (assistant_id, *params)
             )
+            if cur.rowcount == 0:
+                return False
             await conn.execute(
                 "DELETE FROM gd_assistant_versions WHERE assistant_id = ?", (assistant_id,)
             )
-            return cur.rowcount > 0
+            return True
 
     @staticmethod
     def _assistant_where(
-        graph_id: str | None, name: str | None, metadata: Row | None
+        graph_id: str | None,
+        name: str | None,
+        metadata: Row | None,
+        graph_ids: Sequence[str] | None = None,
+        auth_filter: Row | None = None,
     ) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+        clause, params = _auth(auth_filter)
+        clauses = [clause]
+        if graph_ids is not None:
+            clauses.append(f"graph_id IN ({','.join('?' * len(graph_ids)) or 'NULL'})")
+            params.extend(graph_ids)
         if graph_id is not None:
             clauses.append("graph_id = ?")
             params.append(graph_id)
@@ -297,8 +328,10 @@ class SqliteStorage(Storage):
         offset: int,
         sort_by: str,
         sort_order: SortOrder,
+        graph_ids: Sequence[str] | None = None,
+        auth_filter: Row | None = None,
     ) -> Page:
-        where, params = self._assistant_where(graph_id, name, metadata)
+        where, params = self._assistant_where(graph_id, name, metadata, graph_ids, auth_filter)
         column = sort_by if sort_by in _ASSISTANT_SORT else "created_at"
         direction = "ASC" if sort_order == "asc" else "DESC"
         async with self._tx() as conn:
@@ -311,9 +344,15 @@ class SqliteStorage(Storage):
         return Page(rows[:limit], len(rows) > limit)
 
     async def count_assistants(
-        self, *, graph_id: str | None, name: str | None, metadata: Row | None
+        self,
+        *,
+        graph_id: str | None,
+        name: str | None,
+        metadata: Row | None,
+        graph_ids: Sequence[str] | None = None,
+        auth_filter: Row | None = None,
     ) -> int:
-        where, params = self._assistant_where(graph_id, name, metadata)
+        where, params = self._assistant_where(graph_id, name, metadata, graph_ids, auth_filter)
         async with self._tx() as conn:
             async with conn.execute(f"SELECT COUNT(*) FROM gd_assistants WHERE {where}", params) as cur:
                 (n,) = await cur.fetchone()  # type: ignore[misc]
@@ -334,10 +373,15 @@ class SqliteStorage(Storage):
                 [*params, limit, offset],
             )
 
-    async def set_assistant_version(self, assistant_id: str, version: int) -> Row | None:
+    async def set_assistant_version(
+        self, assistant_id: str, version: int, *, auth_filter: Row | None = None
+    ) -> Row | None:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
             current = await self._one(
-                conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (assistant_id,)
+                conn,
+                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
+                (assistant_id, *params),
             )
             if current is None:
                 raise NotFound(f"Assistant {assistant_id} not found")
@@ -390,12 +434,16 @@ class SqliteStorage(Storage):
             ),
         )
 
-    async def create_thread(self, row: Row, *, if_exists: str) -> tuple[Row, bool]:
+    async def create_thread(
+        self, row: Row, *, if_exists: str, auth_filter: Row | None = None
+    ) -> tuple[Row, bool]:
         async with self._tx() as conn:
             existing = await self._one(
                 conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (row["thread_id"],)
             )
             if existing is not None:
+                if auth_filter and not auth_match(existing["metadata"], auth_filter):
+                    raise Conflict(f"Thread with ID {row['thread_id']} already exists")
                 if if_exists == "do_nothing":
                     return existing, False
                 raise Conflict(f"Thread with ID {row['thread_id']} already exists")
@@ -404,13 +452,21 @@ class SqliteStorage(Storage):
                 conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (row["thread_id"],)
             ) or row, True
 
-    async def get_thread(self, thread_id: str) -> Row | None:
+    async def get_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> Row | None:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
-            return await self._one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
+            return await self._one(
+                conn, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
+            )
 
-    async def patch_thread(self, thread_id: str, *, metadata: Row | None) -> Row | None:
+    async def patch_thread(
+        self, thread_id: str, *, metadata: Row | None, auth_filter: Row | None = None
+    ) -> Row | None:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
-            row = await self._one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
+            row = await self._one(
+                conn, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
+            )
             if row is None:
                 return None
             merged = {**row["metadata"], **(metadata or {})}
@@ -422,17 +478,27 @@ class SqliteStorage(Storage):
             row["metadata"], row["updated_at"] = merged, now
             return row
 
-    async def delete_thread(self, thread_id: str) -> bool:
+    async def delete_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> bool:
+        clause, params = _auth(auth_filter)
         async with self._tx() as conn:
-            cur = await conn.execute("DELETE FROM gd_threads WHERE thread_id = ?", (thread_id,))
+            cur = await conn.execute(
+                f"DELETE FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
+            )
+            if cur.rowcount == 0:
+                return False
             await conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0
 
     @staticmethod
     def _thread_where(
-        ids: Sequence[str] | None, metadata: Row | None, values: Row | None, status: str | None
+        ids: Sequence[str] | None,
+        metadata: Row | None,
+        values: Row | None,
+        status: str | None,
+        auth_filter: Row | None = None,
     ) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+        clause, params = _auth(auth_filter)
+        clauses = [clause]
         if ids is not None:
             clauses.append(f"thread_id IN ({','.join('?' * len(ids)) or 'NULL'})")
             params.extend(ids)
@@ -458,8 +524,9 @@ class SqliteStorage(Storage):
         offset: int,
         sort_by: str,
         sort_order: SortOrder,
+        auth_filter: Row | None = None,
     ) -> Page:
-        where, params = self._thread_where(ids, metadata, values, status)
+        where, params = self._thread_where(ids, metadata, values, status, auth_filter)
         column = sort_by if sort_by in _THREAD_SORT else "updated_at"
         direction = "ASC" if sort_order == "asc" else "DESC"
         async with self._tx() as conn:
@@ -472,9 +539,14 @@ class SqliteStorage(Storage):
         return Page(rows[:limit], len(rows) > limit)
 
     async def count_threads(
-        self, *, metadata: Row | None, values: Row | None, status: str | None
+        self,
+        *,
+        metadata: Row | None,
+        values: Row | None,
+        status: str | None,
+        auth_filter: Row | None = None,
     ) -> int:
-        where, params = self._thread_where(None, metadata, values, status)
+        where, params = self._thread_where(None, metadata, values, status, auth_filter)
         async with self._tx() as conn:
             async with conn.execute(f"SELECT COUNT(*) FROM gd_threads WHERE {where}", params) as cur:
                 (n,) = await cur.fetchone()  # type: ignore[misc]
@@ -754,6 +826,40 @@ class SqliteStorage(Storage):
                 await conn.execute(
                     "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid)
                 )
+
+    _WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
+
+    async def head_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+                " GROUP BY checkpoint_ns",
+                (thread_id,),
+            ) as cur:
+                heads = [(ns, cid) for ns, cid in await cur.fetchall()]
+            if checkpoint_id is not None and ("", checkpoint_id) not in heads:
+                heads.append(("", checkpoint_id))
+            writes: list[tuple[Any, ...]] = []
+            for ns, cid in heads:
+                async with conn.execute(
+                    f"SELECT {self._WRITE_COLUMNS} FROM writes WHERE thread_id = ? AND checkpoint_ns = ?"
+                    " AND checkpoint_id = ?",
+                    (thread_id, ns, cid),
+                ) as cur:
+                    writes.extend(tuple(row) for row in await cur.fetchall())
+        return {"checkpoints": heads, "writes": writes}
+
+    async def restore_writes(self, thread_id: str, snapshot: Any) -> None:
+        async with self._tx() as conn:
+            for ns, cid in snapshot["checkpoints"]:
+                await conn.execute(
+                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                    (thread_id, ns, cid),
+                )
+            await conn.executemany(
+                f"INSERT OR REPLACE INTO writes ({self._WRITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                snapshot["writes"],
+            )
 
     async def prune_checkpoints(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of each namespace of ``thread_id``."""

@@ -1,0 +1,1 @@
+"""graphdock benchmarks: run ``python bench/run.py`` (see bench/README.md)."""

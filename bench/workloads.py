@@ -1,0 +1,329 @@
+"""The workloads: one run of each, over HTTP and in-process, and the concurrent driver.
+
+A workload run returns a :class:`Sample` (latency, optional stream timings) or
+raises; the driver turns exceptions and wrong answers into counted errors.
+Every HTTP client is raw ``httpx``: one ``AsyncClient`` per simulated client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+GRAPHS = Path(__file__).resolve().parent / "graphs"
+
+
+@dataclass
+class Sample:
+    latency_s: float
+    first_event_s: float | None = None
+    custom_event_s: float | None = None
+
+
+@dataclass
+class Workload:
+    key: str
+    name: str
+    description: str
+    graph: str
+
+
+WORKLOADS: list[Workload] = [
+    Workload("a", "stateless_wait", "POST /runs/wait, graph `trivial`", "trivial"),
+    Workload("b", "threaded_wait", "POST /threads + POST /threads/{id}/runs/wait, graph `trivial`", "trivial"),
+    Workload("c", "stream", "POST /runs/stream, stream_mode values+updates+custom, graph `writer`", "writer"),
+    Workload("d", "custom_latency", "stream_writer call -> custom SSE event at the client, graph `writer`", "writer"),
+    Workload("e", "ten_nodes_wait", "POST /runs/wait, graph `ten` (10 nodes)", "ten"),
+]
+BY_KEY = {w.key: w for w in WORKLOADS}
+
+
+class WrongAnswer(Exception):
+    """The server answered 2xx but not with what the graph produces."""
+
+
+# -- HTTP ----------------------------------------------------------------------
+
+
+def _check_status(resp: httpx.Response) -> None:
+    if resp.status_code >= 300:
+        raise WrongAnswer(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+async def _post_json(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
+    resp = await client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    _check_status(resp)
+    return resp.json()
+
+
+async def _sse(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], t0: float
+) -> tuple[list[tuple[str, Any]], float | None, float | None]:
+    """POST ``body`` and read the SSE stream to its end.
+
+    Returns the ``(event, data)`` pairs, seconds from ``t0`` to the first event,
+    and the delay between the first ``custom`` event's ``t`` (wall clock, set by
+    the node) and its arrival here.
+    """
+    events: list[tuple[str, Any]] = []
+    first: float | None = None
+    custom_delay: float | None = None
+    buf = b""
+    async with client.stream(
+        "POST", path, content=json.dumps(body),
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    ) as resp:
+        if resp.status_code >= 300:
+            await resp.aread()
+            _check_status(resp)
+        async for chunk in resp.aiter_bytes():
+            arrived = time.time()
+            buf = (buf + chunk).replace(b"\r\n", b"\n")
+            while b"\n\n" in buf:
+                raw, buf = buf.split(b"\n\n", 1)
+                name, data = "message", b""
+                for line in raw.split(b"\n"):
+                    if line.startswith(b"event:"):
+                        name = line[6:].strip().decode()
+                    elif line.startswith(b"data:"):
+                        data += line[5:].strip()
+                if not data and name == "message":
+                    continue  # comment / heartbeat
+                if first is None:
+                    first = time.perf_counter() - t0
+                payload = json.loads(data) if data else None
+                if name == "custom" and custom_delay is None and isinstance(payload, dict) and "t" in payload:
+                    custom_delay = arrived - float(payload["t"])
+                events.append((name, payload))
+    return events, first, custom_delay
+
+
+def _expect(value: Any, expected: Any) -> None:
+    if value != expected:
+        raise WrongAnswer(f"expected {expected!r}, got {str(value)[:200]}")
+
+
+async def http_stateless(client: httpx.AsyncClient) -> Sample:
+    t0 = time.perf_counter()
+    out = await _post_json(client, "/runs/wait", {"assistant_id": "trivial", "input": {"n": 1}})
+    latency = time.perf_counter() - t0
+    _expect(out, {"n": 2, "out": "ok"})
+    return Sample(latency)
+
+
+async def http_threaded(client: httpx.AsyncClient) -> Sample:
+    t0 = time.perf_counter()
+    thread = await _post_json(client, "/threads", {})
+    out = await _post_json(
+        client, f"/threads/{thread['thread_id']}/runs/wait", {"assistant_id": "trivial", "input": {"n": 1}}
+    )
+    latency = time.perf_counter() - t0
+    _expect(out, {"n": 2, "out": "ok"})
+    return Sample(latency)
+
+
+async def http_stream(client: httpx.AsyncClient) -> Sample:
+    t0 = time.perf_counter()
+    events, first, custom = await _sse(
+        client,
+        "/runs/stream",
+        {"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["values", "updates", "custom"]},
+        t0,
+    )
+    latency = time.perf_counter() - t0
+    names = [name for name, _ in events]
+    if "custom" not in names or "updates" not in names:
+        raise WrongAnswer(f"missing custom/updates events: {names}")
+    values = [data for name, data in events if name == "values"]
+    _expect(values[-1] if values else None, {"n": 2})
+    return Sample(latency, first_event_s=first, custom_event_s=custom)
+
+
+async def http_custom(client: httpx.AsyncClient) -> Sample:
+    t0 = time.perf_counter()
+    events, first, custom = await _sse(
+        client, "/runs/stream", {"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["custom"]}, t0
+    )
+    latency = time.perf_counter() - t0
+    if custom is None:
+        raise WrongAnswer(f"no custom event: {[n for n, _ in events]}")
+    return Sample(latency, first_event_s=first, custom_event_s=custom)
+
+
+async def http_ten(client: httpx.AsyncClient) -> Sample:
+    t0 = time.perf_counter()
+    out = await _post_json(client, "/runs/wait", {"assistant_id": "ten", "input": {"n": 0}})
+    latency = time.perf_counter() - t0
+    _expect(out, {"n": 10})
+    return Sample(latency)
+
+
+HTTP_RUNS: dict[str, Callable[[httpx.AsyncClient], Awaitable[Sample]]] = {
+    "a": http_stateless,
+    "b": http_threaded,
+    "c": http_stream,
+    "d": http_custom,
+    "e": http_ten,
+}
+
+
+# -- in-process ----------------------------------------------------------------
+
+
+def load_graphs(config: Path = GRAPHS / "langgraph.json") -> dict[str, Any]:
+    """The compiled graphs named in the bench ``langgraph.json``, imported by file path."""
+    spec = json.loads(config.read_text())
+    graphs: dict[str, Any] = {}
+    for graph_id, ref in spec["graphs"].items():
+        file_part, attr = ref.rsplit(":", 1)
+        path = (config.parent / file_part).resolve()
+        mod_spec = importlib.util.spec_from_file_location(f"graphdock_bench_graphs.{path.stem}", path)
+        assert mod_spec is not None and mod_spec.loader is not None
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        graphs[graph_id] = getattr(module, attr)
+    return graphs
+
+
+@dataclass
+class InProcess:
+    """The bench graphs, run directly: the floor under any server's cost.
+
+    Stateless shapes run without a checkpointer (graphdock executes temporary
+    runs without one); the threaded shape uses langgraph's ``AsyncSqliteSaver``
+    on a file opened like graphdock's (WAL, synchronous=NORMAL), a fresh
+    thread per run and ``durability="async"``.
+    """
+
+    graphs: dict[str, Any]
+    saver: Any
+    plain: dict[str, Any] = field(default_factory=dict)
+    persistent: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for graph_id, graph in self.graphs.items():
+            self.plain[graph_id] = graph.copy(update={"checkpointer": None})
+            self.persistent[graph_id] = graph.copy(update={"checkpointer": self.saver})
+
+    async def stateless(self) -> Sample:
+        t0 = time.perf_counter()
+        out = await self.plain["trivial"].ainvoke({"n": 1})
+        latency = time.perf_counter() - t0
+        _expect(out, {"n": 2, "out": "ok"})
+        return Sample(latency)
+
+    async def stateless_checkpointed(self) -> Sample:
+        t0 = time.perf_counter()
+        out = await self.persistent["trivial"].ainvoke(
+            {"n": 1}, {"configurable": {"thread_id": str(uuid.uuid4())}}, durability="async"
+        )
+        latency = time.perf_counter() - t0
+        _expect(out, {"n": 2, "out": "ok"})
+        return Sample(latency)
+
+    threaded = stateless_checkpointed
+
+    async def stream(self) -> Sample:
+        t0 = time.perf_counter()
+        first = custom = None
+        seen: list[str] = []
+        last_values = None
+        async for mode, chunk in self.plain["writer"].astream(
+            {"n": 1}, stream_mode=["values", "updates", "custom"]
+        ):
+            now = time.time()
+            if first is None:
+                first = time.perf_counter() - t0
+            if mode == "custom" and custom is None:
+                custom = now - chunk["t"]
+            if mode == "values":
+                last_values = chunk
+            seen.append(mode)
+        latency = time.perf_counter() - t0
+        if "custom" not in seen or "updates" not in seen:
+            raise WrongAnswer(f"missing custom/updates chunks: {seen}")
+        _expect(last_values, {"n": 2})
+        return Sample(latency, first_event_s=first, custom_event_s=custom)
+
+    async def custom(self) -> Sample:
+        t0 = time.perf_counter()
+        first = custom = None
+        async for chunk in self.plain["writer"].astream({"n": 1}, stream_mode="custom"):
+            now = time.time()
+            if first is None:
+                first = time.perf_counter() - t0
+            if custom is None:
+                custom = now - chunk["t"]
+        latency = time.perf_counter() - t0
+        if custom is None:
+            raise WrongAnswer("no custom chunk")
+        return Sample(latency, first_event_s=first, custom_event_s=custom)
+
+    async def ten(self) -> Sample:
+        t0 = time.perf_counter()
+        out = await self.plain["ten"].ainvoke({"n": 0})
+        latency = time.perf_counter() - t0
+        _expect(out, {"n": 10})
+        return Sample(latency)
+
+    def runs(self) -> dict[str, Callable[[], Awaitable[Sample]]]:
+        return {"a": self.stateless, "b": self.threaded, "c": self.stream, "d": self.custom, "e": self.ten}
+
+
+async def open_saver(path: Path) -> tuple[Any, Any]:
+    """An ``AsyncSqliteSaver`` on ``path`` with graphdock's connection settings; (saver, conn)."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    await conn.execute("PRAGMA busy_timeout=30000")
+    saver = AsyncSqliteSaver(conn)
+    await saver.setup()
+    return saver, conn
+
+
+# -- the driver ----------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """What one timed batch of runs produced."""
+
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    window: tuple[float, float] = (0.0, 0.0)  # monotonic start, end
+
+
+async def drive(
+    run_one: Callable[[int], Awaitable[Sample]], *, runs: int, clients: int
+) -> Batch:
+    """``runs`` calls of ``run_one(client_index)`` spread over ``clients`` concurrent loops."""
+    batch = Batch()
+    remaining = runs
+
+    async def loop(index: int) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            try:
+                batch.samples.append(await run_one(index))
+            except Exception as exc:  # counted, never fatal
+                batch.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    start = time.monotonic()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(min(clients, max(runs, 1)))))
+    batch.wall_s = time.perf_counter() - t0
+    batch.window = (start, time.monotonic())
+    return batch
