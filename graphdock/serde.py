@@ -89,6 +89,17 @@ def _default(obj: Any) -> Any:
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if hasattr(obj, "_asdict"):
         return obj._asdict()
+    if hasattr(obj, "identity") and hasattr(obj, "permissions") and hasattr(obj, "is_authenticated"):
+        # an auth user (e.g. langgraph_sdk's StudioUser)
+        out = {
+            "identity": obj.identity,
+            "display_name": getattr(obj, "display_name", obj.identity),
+            "is_authenticated": bool(obj.is_authenticated),
+            "permissions": list(obj.permissions or []),
+        }
+        if getattr(obj, "kind", None):
+            out["kind"] = obj.kind
+        return out
     if isinstance(obj, (set, frozenset, deque)):
         return list(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):

@@ -11,7 +11,10 @@ from graphdock.backends.memory.eventlog import MemoryEventLog
 from graphdock.backends.memory.queue import MemoryQueue
 from graphdock.backends.sqlite.persistence import open_persistence
 from graphdock.backends.sqlite.storage import SqliteStorage
+from graphdock.auth import ANONYMOUS, AuthContext
+from graphdock.auth.handlers import Authorizer, load_auth
 from graphdock.config import Settings
+from graphdock.errors import Forbidden, NotFound
 from graphdock.hosting import Hosting, load_graphs
 from graphdock.services.assistants import AssistantsService
 from graphdock.services.store import StoreService
@@ -35,6 +38,11 @@ class Server:
         for key in config.unsupported():
             logger.warning("langgraph.json: '%s' is not supported by graphdock yet and is ignored", key)
         graphs = load_graphs(config)
+        self.authorizer = Authorizer(
+            load_auth(config),
+            dev=settings.dev,
+            disable_studio_auth=bool((config.auth or {}).get("disable_studio_auth")),
+        )
         for loaded in graphs.values():
             for notice in loaded.notices:
                 logger.warning(notice)
@@ -52,13 +60,20 @@ class Server:
         )
         self.events = MemoryEventLog(retention=settings.resumable_stream_ttl)
         self.queue = MemoryQueue(concurrency=settings.n_jobs_per_worker)
-        self.assistants = AssistantsService(self.storage, self.hosting)
-        self.threads = ThreadsService(self.storage, self.hosting, self.events, saver)
-        self.store = StoreService(store)
+        self.assistants = AssistantsService(self.storage, self.hosting, self.authorizer)
+        self.threads = ThreadsService(self.storage, self.hosting, self.events, saver, self.authorizer)
+        self.store = StoreService(store, self.authorizer)
         from graphdock.runs.service import RunsService
 
         self.runs = RunsService(
-            self.storage, self.hosting, self.events, self.queue, self.assistants, settings
+            self.storage,
+            self.hosting,
+            self.events,
+            self.queue,
+            self.assistants,
+            settings,
+            self.authorizer,
+            self.threads,
         )
         await self.assistants.register_system_assistants()
         await self.runs.start()
@@ -69,13 +84,17 @@ class Server:
 
     # -- operations that span services ---------------------------------------
 
-    async def delete_thread(self, thread_id: str) -> None:
-        await self.threads.get(thread_id)
+    async def delete_thread(self, thread_id: str, auth: AuthContext = ANONYMOUS) -> None:
+        flt = await self.authorizer.authorize(auth, "threads", "delete", {"thread_id": thread_id})
+        await self.threads._row(thread_id, flt)
         await self.runs.cancel_thread_runs(thread_id, action="interrupt", wait=True)
         await self.threads.delete(thread_id)
 
-    async def delete_assistant(self, assistant_id: str, *, delete_threads: bool = False) -> None:
-        await self.assistants.get(assistant_id)
+    async def delete_assistant(
+        self, assistant_id: str, *, delete_threads: bool = False, auth: AuthContext = ANONYMOUS
+    ) -> None:
+        flt = await self.authorizer.authorize(auth, "assistants", "delete", {"assistant_id": assistant_id})
+        await self.assistants._get(assistant_id, flt)
         await self.runs.cancel_assistant_runs(assistant_id)
         if delete_threads:
             page = await self.storage.search_threads(
@@ -89,8 +108,11 @@ class Server:
                 sort_order="asc",
             )
             for row in page.rows:
-                await self.delete_thread(row["thread_id"])
-        await self.assistants.delete(assistant_id)
+                try:
+                    await self.delete_thread(row["thread_id"], auth)
+                except (NotFound, Forbidden):
+                    continue  # threads the caller may not delete are kept
+        await self.assistants.delete(assistant_id, flt)
 
     def describe(self) -> dict[str, Any]:
         return {"database": str(self.settings.database_path), "graphs": sorted(self.hosting.graphs)}

@@ -34,14 +34,14 @@ def _xray(value: str | None) -> bool | int:
 async def create_assistant(
     body: models.AssistantCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).assistants.create(body))
+    return JSONResponse(await server(request).assistants.create(body, auth))
 
 
 @router.post("/search", summary="Search assistants")
 async def search_assistants(
     body: models.AssistantSearch, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    page = await server(request).assistants.search(body)
+    page = await server(request).assistants.search(body, auth)
     return paginated(
         select_fields(page.rows, body.select), offset=body.offset, limit=body.limit, has_more=page.has_more
     )
@@ -51,14 +51,14 @@ async def search_assistants(
 async def count_assistants(
     body: models.AssistantCount, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).assistants.count(body))
+    return JSONResponse(await server(request).assistants.count(body, auth))
 
 
 @router.get("/{assistant_id}", summary="Get an assistant")
 async def get_assistant(
     assistant_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).assistants.get(parse_uuid(assistant_id, "assistant")))
+    return JSONResponse(await server(request).assistants.get(parse_uuid(assistant_id, "assistant"), auth))
 
 
 @router.patch("/{assistant_id}", summary="Update an assistant (creates a new version)")
@@ -69,7 +69,7 @@ async def patch_assistant(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     return JSONResponse(
-        await server(request).assistants.patch(parse_uuid(assistant_id, "assistant"), body)
+        await server(request).assistants.patch(parse_uuid(assistant_id, "assistant"), body, auth)
     )
 
 
@@ -80,7 +80,9 @@ async def delete_assistant(
     delete_threads: bool = Query(False),
     auth: AuthContext = Depends(request_auth),
 ) -> Response:
-    await server(request).delete_assistant(parse_uuid(assistant_id, "assistant"), delete_threads=delete_threads)
+    await server(request).delete_assistant(
+        parse_uuid(assistant_id, "assistant"), delete_threads=delete_threads, auth=auth
+    )
     return Response(status_code=204)
 
 
@@ -92,7 +94,7 @@ async def assistant_versions(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     return JSONResponse(
-        await server(request).assistants.versions(parse_uuid(assistant_id, "assistant"), body)
+        await server(request).assistants.versions(parse_uuid(assistant_id, "assistant"), body, auth)
     )
 
 
@@ -104,7 +106,7 @@ async def set_latest_version(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     return JSONResponse(
-        await server(request).assistants.set_latest(parse_uuid(assistant_id, "assistant"), body.version)
+        await server(request).assistants.set_latest(parse_uuid(assistant_id, "assistant"), body.version, auth)
     )
 
 
@@ -116,7 +118,7 @@ async def assistant_graph(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     svc = server(request).assistants
-    return JSONResponse(await svc.graph(svc.resolve_id(assistant_id), _xray(xray), user=auth.user))
+    return JSONResponse(await svc.graph(svc.resolve_id(assistant_id), _xray(xray), auth))
 
 
 @router.get("/{assistant_id}/schemas", summary="The assistant's JSON schemas")
@@ -124,7 +126,7 @@ async def assistant_schemas(
     assistant_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
     return JSONResponse(
-        await server(request).assistants.schemas(parse_uuid(assistant_id, "assistant"), user=auth.user)
+        await server(request).assistants.schemas(parse_uuid(assistant_id, "assistant"), auth)
     )
 
 
@@ -141,7 +143,7 @@ async def assistant_subgraphs(
             parse_uuid(assistant_id, "assistant"),
             namespace,
             recurse in ("true", "True"),
-            user=auth.user,
+            auth=auth,
         )
     )
 
@@ -159,6 +161,6 @@ async def assistant_subgraphs_ns(
             parse_uuid(assistant_id, "assistant"),
             namespace,
             recurse in ("true", "True"),
-            user=auth.user,
+            auth=auth,
         )
     )

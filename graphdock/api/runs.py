@@ -57,9 +57,7 @@ async def _create(request: Request, body: models.RunCreate, thread_id: str | Non
     return await server(request).runs.create(
         body,
         thread_id=thread_id,
-        auth_user=auth.user,
-        auth_identity=auth.identity,
-        permissions=auth.permissions,
+        auth=auth,
         request_id=request.headers.get("x-request-id"),
     )
 
@@ -270,9 +268,7 @@ async def create_batch(
 ) -> JSONResponse:
     runs = await server(request).runs.create_batch(
         body,
-        auth_user=auth.user,
-        auth_identity=auth.identity,
-        permissions=auth.permissions,
+        auth=auth,
         request_id=request.headers.get("x-request-id"),
     )
     return JSONResponse([public_run(run) for run in runs])
@@ -297,7 +293,7 @@ async def list_runs(
         raise Unprocessable(f"Invalid select columns: {sorted(set(select) - allowed)}. Expected: {sorted(allowed)}")
     if status is not None and status not in ("pending", "running", "success", "error", "timeout", "interrupted"):
         raise Unprocessable(f"Invalid status '{status}'")
-    rows = await server(request).runs.list(_tid(thread_id), limit=limit, offset=offset, status=status)
+    rows = await server(request).runs.list(_tid(thread_id), limit=limit, offset=offset, status=status, auth=auth)
     return JSONResponse(select_fields([public_run(row) for row in rows], select))
 
 
@@ -305,14 +301,14 @@ async def list_runs(
 async def get_run(
     thread_id: str, run_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(public_run(await server(request).runs.get(_tid(thread_id), _rid(run_id))))
+    return JSONResponse(public_run(await server(request).runs.get(_tid(thread_id), _rid(run_id), auth)))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a run and its checkpoints")
 async def delete_run(
     thread_id: str, run_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> Response:
-    await server(request).runs.delete(_tid(thread_id), _rid(run_id))
+    await server(request).runs.delete(_tid(thread_id), _rid(run_id), auth)
     return Response(status_code=204)
 
 
@@ -326,6 +322,7 @@ async def join_run(
 ) -> Response:
     tid, rid = _tid(thread_id), _rid(run_id)
     srv = server(request)
+    await srv.threads.visible(tid, auth)
     run = await srv.storage.get_run(rid, tid)
     if run is None:
         return JSONResponse({"__error__": RUN_NOT_FOUND})
@@ -392,6 +389,7 @@ async def join_run_stream(
     if last_event_id is not None and parse_event_id(last_event_id) is None:
         raise Unprocessable("Invalid Last-Event-ID")
     srv = server(request)
+    await srv.threads.visible(tid, auth)
     run = await srv.storage.get_run(rid, tid)
     if run is None:
 
@@ -426,7 +424,7 @@ async def cancel_run(
     act = "rollback" if action == "rollback" else "interrupt"
     srv = server(request)
     waiting = parse_bool(wait)
-    await srv.runs.cancel(tid, [rid], action=act, wait=waiting)
+    await srv.runs.cancel(tid, [rid], action=act, wait=waiting, auth=auth)
     if not waiting:
         return Response(status_code=202)
     result = _WaitResult()
@@ -446,6 +444,7 @@ async def cancel_runs(
         run_ids=[_rid(r) for r in body.run_ids] if body.run_ids is not None else None,
         status=body.status,
         action=act,
+        auth=auth,
     )
     return Response(status_code=204)
 
@@ -477,7 +476,7 @@ async def thread_stream(
     if last_event_id is not None and parse_event_id(last_event_id) is None:
         raise Unprocessable("Invalid Last-Event-ID: expected <ms>-<seq>")
     srv = server(request)
-    await srv.threads.get(tid)
+    await srv.threads.get(tid, auth)
 
     def accept(name: str, data: bytes) -> bool:
         if name == "state_update":

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/store", tags=["store"])
 async def put_item(
     body: models.StorePut, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> Response:
-    await server(request).store.put(body)
+    await server(request).store.put(body, auth)
     return Response(status_code=204)
 
 
@@ -34,7 +34,7 @@ async def get_item(
         return JSONResponse({"error": "Key is required"}, status_code=400)
     return JSONResponse(
         await server(request).store.get(
-            namespace, key, refresh_ttl=None if refresh_ttl is None else parse_bool(refresh_ttl)
+            namespace, key, refresh_ttl=None if refresh_ttl is None else parse_bool(refresh_ttl), auth=auth
         )
     )
 
@@ -43,7 +43,7 @@ async def get_item(
 async def delete_item(
     body: models.StoreDelete, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> Response:
-    await server(request).store.delete(body)
+    await server(request).store.delete(body, auth)
     return Response(status_code=204)
 
 
@@ -51,11 +51,11 @@ async def delete_item(
 async def search_items(
     body: models.StoreSearch, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse({"items": await server(request).store.search(body)})
+    return JSONResponse({"items": await server(request).store.search(body, auth)})
 
 
 @router.post("/namespaces", summary="List namespaces")
 async def list_namespaces(
     body: models.StoreListNamespaces, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse({"namespaces": await server(request).store.list_namespaces(body)})
+    return JSONResponse({"namespaces": await server(request).store.list_namespaces(body, auth)})

@@ -24,7 +24,7 @@ def _tid(thread_id: str) -> str:
 async def create_thread(
     body: models.ThreadCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    row, problem = await server(request).threads.create(body, user=auth.user)
+    row, problem = await server(request).threads.create(body, auth)
     if problem is not None:
         return JSONResponse({"detail": problem}, status_code=201)
     return JSONResponse(row)
@@ -34,7 +34,7 @@ async def create_thread(
 async def search_threads(
     body: models.ThreadSearch, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    page = await server(request).threads.search(body)
+    page = await server(request).threads.search(body, auth)
     rows = page.rows
     if body.select:
         rows = select_fields(rows, [*body.select, *(["extracted"] if body.extract else [])])
@@ -45,7 +45,7 @@ async def search_threads(
 async def count_threads(
     body: models.ThreadCount, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).threads.count(body))
+    return JSONResponse(await server(request).threads.count(body, auth))
 
 
 @router.post("/prune", summary="Prune threads (delete them, or keep only their latest checkpoint)")
@@ -54,12 +54,12 @@ async def prune_threads(
 ) -> JSONResponse:
     srv = server(request)
     if body.strategy == "keep_latest":
-        return JSONResponse({"pruned_count": await srv.threads.prune(body)})
-    ids = list(dict.fromkeys(_tid(i) for i in body.thread_ids))  # all ids are checked first
+        return JSONResponse({"pruned_count": await srv.threads.prune(body, auth)})
+    ids = await srv.threads.prunable(body, auth)  # every id is checked before anything is deleted
     pruned = 0
     for thread_id in ids:
         try:
-            await srv.delete_thread(thread_id)  # stops its runs first, like DELETE /threads/{id}
+            await srv.delete_thread(thread_id, auth)  # stops its runs first, like DELETE /threads/{id}
         except NotFound:
             continue
         pruned += 1
@@ -70,7 +70,7 @@ async def prune_threads(
 async def get_thread(
     thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).threads.get(_tid(thread_id)))
+    return JSONResponse(await server(request).threads.get(_tid(thread_id), auth))
 
 
 @router.patch("/{thread_id}", summary="Update a thread's metadata")
@@ -81,7 +81,7 @@ async def patch_thread(
     prefer: Optional[str] = Header(None),
     auth: AuthContext = Depends(request_auth),
 ) -> Response:
-    row = await server(request).threads.patch(_tid(thread_id), body)
+    row = await server(request).threads.patch(_tid(thread_id), body, auth)
     if prefer and "return=minimal" in prefer:
         return Response(status_code=204)
     return JSONResponse(row)
@@ -91,7 +91,7 @@ async def patch_thread(
 async def delete_thread(
     thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> Response:
-    await server(request).delete_thread(_tid(thread_id))
+    await server(request).delete_thread(_tid(thread_id), auth)
     return Response(status_code=204)
 
 
@@ -99,7 +99,7 @@ async def delete_thread(
 async def copy_thread(
     thread_id: str, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
-    return JSONResponse(await server(request).threads.copy(_tid(thread_id)))
+    return JSONResponse(await server(request).threads.copy(_tid(thread_id), auth))
 
 
 @router.get("/{thread_id}/state", summary="The thread's current state")
@@ -111,7 +111,7 @@ async def get_state(
 ) -> JSONResponse:
     return JSONResponse(
         await server(request).threads.state(
-            _tid(thread_id), subgraphs=parse_bool(subgraphs), user=auth.user
+            _tid(thread_id), subgraphs=parse_bool(subgraphs), auth=auth
         )
     )
 
@@ -123,7 +123,7 @@ async def update_state(
     request: Request,
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
-    return JSONResponse(await server(request).threads.update_state(_tid(thread_id), body, user=auth.user))
+    return JSONResponse(await server(request).threads.update_state(_tid(thread_id), body, auth))
 
 
 @router.post("/{thread_id}/state/checkpoint", summary="The thread's state at a checkpoint")
@@ -138,7 +138,7 @@ async def get_state_at_checkpoint_post(
             _tid(thread_id),
             subgraphs=body.subgraphs,
             checkpoint=body.checkpoint.model_dump(exclude_none=True),
-            user=auth.user,
+            auth=auth,
         )
     )
 
@@ -156,7 +156,7 @@ async def get_state_at_checkpoint(
             _tid(thread_id),
             subgraphs=parse_bool(subgraphs),
             checkpoint={"checkpoint_id": checkpoint_id},
-            user=auth.user,
+            auth=auth,
         )
     )
 
@@ -170,7 +170,7 @@ async def get_history(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     return JSONResponse(
-        await server(request).threads.history(_tid(thread_id), limit=limit, before=before, user=auth.user)
+        await server(request).threads.history(_tid(thread_id), limit=limit, before=before, auth=auth)
     )
 
 
@@ -188,6 +188,6 @@ async def post_history(
             before=body.before,
             metadata=body.metadata,
             checkpoint=body.checkpoint.model_dump(exclude_none=True) if body.checkpoint else None,
-            user=auth.user,
+            auth=auth,
         )
     )

@@ -17,6 +17,7 @@ from typing import Any
 from langgraph.types import Command, Send, StateSnapshot
 
 from graphdock import serde
+from graphdock.auth.user import AuthenticatedUser
 from graphdock.backends.base import Row, Storage
 from graphdock.backends.memory.eventlog import MemoryEventLog
 from graphdock.hosting import Hosting
@@ -196,6 +197,10 @@ class Executor:
         outcome.converter = converter
         context = kwargs.get("context")
         user = configurable.get("langgraph_auth_user")
+        if isinstance(user, dict) and "identity" in user:
+            # stored as JSON with the run: the same user object again, for nodes and factories
+            user = AuthenticatedUser.from_dict(user)
+            configurable["langgraph_auth_user"] = user
         open_kwargs: dict[str, Any] = {"config": config, "context": context, "user": user}
         if temporary:
             open_kwargs["checkpointer"] = None

@@ -15,7 +15,12 @@ from graphdock.backends.base import Row, Storage
 from graphdock.backends.memory.eventlog import MemoryEventLog
 from graphdock.backends.memory.queue import MemoryQueue
 from graphdock.config import Settings
-from graphdock.errors import BadRequest, NotFound, Unprocessable
+from graphdock.auth import ANONYMOUS, AuthContext
+from graphdock.auth.handlers import Authorizer
+from graphdock.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from graphdock.filters import auth_match
+from graphdock.hosting import system_assistant_id
+from graphdock.services.threads import ThreadsService
 from graphdock.hosting import Hosting
 from graphdock.runs.executor import Executor, restore_thread_status
 from graphdock.services.assistants import AssistantsService
@@ -51,6 +56,8 @@ class RunsService:
         queue: MemoryQueue,
         assistants: AssistantsService,
         settings: Settings,
+        authorizer: Authorizer,
+        threads: ThreadsService,
     ) -> None:
         self.storage = storage
         self.hosting = hosting
@@ -58,6 +65,8 @@ class RunsService:
         self.queue = queue
         self.assistants = assistants
         self.settings = settings
+        self.authorizer = authorizer
+        self.threads = threads
         self.executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)
 
     async def start(self) -> None:
@@ -86,42 +95,23 @@ class RunsService:
         body: models.RunCreate,
         *,
         thread_id: str | None,
-        auth_user: Any = None,
-        auth_identity: str = "",
-        permissions: list[str] | None = None,
+        auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
     ) -> Row:
         """Insert a pending run (and its thread when needed) and hand it to the queue."""
-        prepared = await self.prepare(
-            body,
-            thread_id=thread_id,
-            auth_user=auth_user,
-            auth_identity=auth_identity,
-            permissions=permissions,
-            request_id=request_id,
-        )
+        prepared = await self.prepare(body, thread_id=thread_id, auth=auth, request_id=request_id)
         return await self.insert(prepared)
 
     async def create_batch(
         self,
         bodies: list[models.RunCreate],
         *,
-        auth_user: Any = None,
-        auth_identity: str = "",
-        permissions: list[str] | None = None,
+        auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
     ) -> list[Row]:
         """Stateless runs, all validated before any is inserted (a bad item inserts nothing)."""
         prepared = [
-            await self.prepare(
-                body,
-                thread_id=None,
-                auth_user=auth_user,
-                auth_identity=auth_identity,
-                permissions=permissions,
-                request_id=request_id,
-            )
-            for body in bodies
+            await self.prepare(body, thread_id=None, auth=auth, request_id=request_id) for body in bodies
         ]
         return [await self.insert(item) for item in prepared]
 
@@ -130,17 +120,20 @@ class RunsService:
         body: models.RunCreate,
         *,
         thread_id: str | None,
-        auth_user: Any = None,
-        auth_identity: str = "",
-        permissions: list[str] | None = None,
+        auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
     ) -> "PreparedRun":
-        """Validate a run request and build its row; nothing is written yet."""
+        """Validate and authorize a run request and build its row; nothing is written yet."""
+        auth_user, auth_identity, permissions = auth.user, auth.identity, list(auth.permissions)
         stateless = thread_id is None
         assistant_id = self.assistants.resolve_id(body.assistant_id)
         assistant = await self.storage.get_assistant(assistant_id)
         if assistant is None or assistant["graph_id"] not in self.hosting:
             raise NotFound("Thread or assistant not found.")
+        if assistant_id != system_assistant_id(assistant["graph_id"]):
+            read = await self.authorizer.authorize(auth, "assistants", "read", {"assistant_id": assistant_id})
+            if read and not auth_match(assistant["metadata"], read):
+                raise NotFound("Thread or assistant not found.")
         temporary = stateless and body.on_completion != "keep"
         if body.command is not None and body.command.get("resume") is not None and stateless:
             # a stateless run always starts on a fresh thread: there is nothing to resume
@@ -151,6 +144,8 @@ class RunsService:
         else:
             assert thread_id is not None
             existing_thread = await self.storage.get_thread(thread_id)
+            if existing_thread is None and (body.if_not_exists or "reject") != "create":
+                raise NotFound("Thread or assistant not found.")
         run_id = str(serde.uuid7())
         graph_id = assistant["graph_id"]
 
@@ -197,7 +192,28 @@ class RunsService:
                 configurable[key] = checkpoint[key]
         if body.strict_resume:
             configurable["__pregel_strict_resume"] = True
-        run_metadata = clean_metadata(body.metadata)
+        value: dict[str, Any] = {
+            "thread_id": None if temporary else thread_id,
+            "assistant_id": assistant_id,
+            "run_id": run_id,
+            "status": "pending",
+            "metadata": clean_metadata(body.metadata),
+            "prevent_insert_if_inflight": body.multitask_strategy == "reject",
+            "multitask_strategy": body.multitask_strategy or "enqueue",
+            "if_not_exists": "create" if stateless else (body.if_not_exists or "reject"),
+            "after_seconds": body.after_seconds,
+            "kwargs": {
+                "input": body.input,
+                "command": body.command,
+                "config": run_config,
+                "context": run_context,
+                "stream_mode": body.stream_mode,
+            },
+        }
+        flt = await self.authorizer.authorize(auth, "threads", "create_run", value)
+        if existing_thread is not None and flt and not auth_match(existing_thread["metadata"], flt):
+            raise NotFound("Thread or assistant not found.")
+        run_metadata = clean_metadata(value.get("metadata"))
         metadata = {
             **(assistant["metadata"] or {}),
             **((existing_thread or {}).get("metadata") or {}),
@@ -292,20 +308,21 @@ class RunsService:
 
     # -- lookup -------------------------------------------------------------------
 
-    async def get(self, thread_id: str, run_id: str) -> Row:
-        if await self.storage.get_thread(thread_id) is None:
-            raise NotFound(f"Thread with ID {thread_id} not found")
+    async def get(self, thread_id: str, run_id: str, auth: AuthContext = ANONYMOUS) -> Row:
+        await self.threads.visible(thread_id, auth)
         row = await self.storage.get_run(run_id, thread_id)
         if row is None:
             raise NotFound("Not Found")
         return row
 
-    async def list(self, thread_id: str, *, limit: int, offset: int, status: str | None) -> list[Row]:
-        if await self.storage.get_thread(thread_id) is None:
-            raise NotFound(f"Thread with ID {thread_id} not found")
+    async def list(
+        self, thread_id: str, *, limit: int, offset: int, status: str | None, auth: AuthContext = ANONYMOUS
+    ) -> list[Row]:
+        await self.threads.visible(thread_id, auth)
         return await self.storage.list_runs(thread_id, limit=limit, offset=offset, status=status)
 
-    async def delete(self, thread_id: str, run_id: str) -> None:
+    async def delete(self, thread_id: str, run_id: str, auth: AuthContext = ANONYMOUS) -> None:
+        await self.threads.visible(thread_id, auth, "delete", {"thread_id": thread_id, "run_id": run_id})
         row = await self.storage.get_run(run_id, thread_id)
         if row is None:
             raise NotFound("Run not found")
@@ -337,8 +354,13 @@ class RunsService:
         return True
 
     async def cancel(
-        self, thread_id: str, run_ids: list[str], *, action: str, wait: bool
+        self, thread_id: str, run_ids: list[str], *, action: str, wait: bool, auth: AuthContext = ANONYMOUS
     ) -> list[str]:
+        value = {"thread_id": thread_id, "action": action, "metadata": {"run_ids": run_ids, "status": None}}
+        try:
+            await self.threads.visible(thread_id, auth, "update", value)
+        except NotFound:
+            raise NotFound(NO_RUNS_TO_CANCEL) from None
         cancelled = [rid for rid in run_ids if await self._cancel_one(rid, thread_id, action)]
         if not cancelled:
             raise NotFound(NO_RUNS_TO_CANCEL)
@@ -354,6 +376,7 @@ class RunsService:
         run_ids: list[str] | None,
         status: str | None,
         action: str,
+        auth: AuthContext = ANONYMOUS,
     ) -> int:
         if status is not None:
             if thread_id is not None or run_ids is not None:
@@ -376,9 +399,17 @@ class RunsService:
                     targets.append((rid, row["thread_id"]))
         else:
             raise Unprocessable("give status, or thread_id and/or run_ids")
+        allowed: dict[str, bool] = {}
         n = 0
         for rid, tid in targets:
-            if await self._cancel_one(rid, tid, action):
+            if tid not in allowed:
+                value = {"thread_id": tid, "action": action, "metadata": {"run_ids": run_ids, "status": status}}
+                try:
+                    await self.threads.visible(tid, auth, "update", value)
+                    allowed[tid] = True
+                except (NotFound, Forbidden):
+                    allowed[tid] = False
+            if allowed[tid] and await self._cancel_one(rid, tid, action):
                 n += 1
         if n == 0:
             raise NotFound("No runs found to cancel.")

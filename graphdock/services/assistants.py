@@ -6,6 +6,8 @@ from typing import Any
 
 from graphdock import serde
 from graphdock.api import models
+from graphdock.auth import ANONYMOUS, AuthContext
+from graphdock.auth.handlers import Authorizer
 from graphdock.backends.base import Page, Row, Storage
 from graphdock.errors import NotFound, Unprocessable
 from graphdock.hosting import Hosting, system_assistant_id
@@ -52,9 +54,10 @@ class AssistantsService:
     Assistants whose graph is not registered in this server are treated as absent.
     """
 
-    def __init__(self, storage: Storage, hosting: Hosting) -> None:
+    def __init__(self, storage: Storage, hosting: Hosting, authorizer: Authorizer) -> None:
         self.storage = storage
         self.hosting = hosting
+        self.authorizer = authorizer
 
     async def register_system_assistants(self) -> None:
         for graph_id, loaded in self.hosting.graphs.items():
@@ -78,13 +81,19 @@ class AssistantsService:
                 f"- One of the registered graphs: {', '.join(sorted(self.hosting.graphs))}"
             ) from None
 
-    async def get(self, assistant_id: str) -> Row:
-        row = await self.storage.get_assistant(assistant_id)
+    async def get(self, assistant_id: str, auth: AuthContext = ANONYMOUS, *, action: str = "read") -> Row:
+        """The assistant, if it exists, its graph is registered and ``auth`` may see it."""
+        value: dict[str, Any] = {"assistant_id": assistant_id}
+        flt = await self.authorizer.authorize(auth, "assistants", action, value)
+        return await self._get(assistant_id, flt)
+
+    async def _get(self, assistant_id: str, flt: Row | None) -> Row:
+        row = await self.storage.get_assistant(assistant_id, auth_filter=flt)
         if row is None or row["graph_id"] not in self.hosting:
             raise NotFound(f"Assistant {assistant_id} not found")
         return row
 
-    async def create(self, body: models.AssistantCreate) -> Row:
+    async def create(self, body: models.AssistantCreate, auth: AuthContext = ANONYMOUS) -> Row:
         """Insert version 1 of a new assistant; ``if_exists`` decides what an existing id gets.
 
         Everything is validated before the single write, so a rejected request stores nothing.
@@ -110,17 +119,31 @@ class AssistantsService:
             "created_at": now,
             "updated_at": now,
         }
+        value = {k: row[k] for k in ("assistant_id", "graph_id", "config", "context", "metadata", "name")}
+        flt = await self.authorizer.authorize(auth, "assistants", "create", value)
+        row["metadata"] = value.get("metadata") or {}
         _check_row(row)
-        created, _ = await self.storage.put_assistant(row, if_exists=body.if_exists)
+        created, _ = await self.storage.put_assistant(row, if_exists=body.if_exists, auth_filter=flt)
         return created
 
-    async def patch(self, assistant_id: str, body: models.AssistantPatch) -> Row:
+    async def patch(self, assistant_id: str, body: models.AssistantPatch, auth: AuthContext = ANONYMOUS) -> Row:
         """Store a new version (max + 1) built from the current one and make it current.
 
         ``metadata`` is merged shallowly; ``name``/``description``/``graph_id`` replace when
         given; config and context follow :func:`patched_config`.
         """
-        current = await self.get(assistant_id)
+        value: dict[str, Any] = {
+            "assistant_id": assistant_id,
+            "graph_id": body.graph_id,
+            "config": body.config.model_dump(exclude_none=True) if body.config else None,
+            "context": body.context,
+            "metadata": dict(body.metadata) if body.metadata is not None else None,
+            "name": body.name,
+        }
+        flt = await self.authorizer.authorize(auth, "assistants", "update", value)
+        current = await self._get(assistant_id, flt)
+        if value.get("metadata") is not None:
+            body = body.model_copy(update={"metadata": value["metadata"]})
         changes: dict[str, Any] = {}
         if body.graph_id is not None:
             self.hosting.get(body.graph_id)
@@ -135,19 +158,31 @@ class AssistantsService:
         if "description" in body.model_fields_set:
             changes["description"] = body.description
         _check_row(changes)
-        row = await self.storage.patch_assistant(assistant_id, changes)
+        row = await self.storage.patch_assistant(assistant_id, changes, auth_filter=flt)
         if row is None:
             raise NotFound(f"Assistant {assistant_id} not found")
         return row
 
-    async def delete(self, assistant_id: str) -> None:
-        if not await self.storage.delete_assistant(assistant_id):
+    async def delete(self, assistant_id: str, flt: Row | None = None) -> None:
+        if not await self.storage.delete_assistant(assistant_id, auth_filter=flt):
             raise NotFound(f"Assistant {assistant_id} not found")
 
-    async def search(self, body: models.AssistantSearch) -> Page:
+    async def _search_filter(self, auth: AuthContext, body: Any) -> Row | None:
+        value: dict[str, Any] = {
+            "graph_id": body.graph_id,
+            "metadata": body.metadata,
+            "limit": getattr(body, "limit", None),
+            "offset": getattr(body, "offset", None),
+        }
+        return await self.authorizer.authorize(auth, "assistants", "search", value)
+
+    async def search(self, body: models.AssistantSearch, auth: AuthContext = ANONYMOUS) -> Page:
         if body.graph_id is not None:
             self.hosting.get(body.graph_id)
+        flt = await self._search_filter(auth, body)
         page = await self.storage.search_assistants(
+            graph_ids=sorted(self.hosting.graphs),
+            auth_filter=flt,
             graph_id=body.graph_id,
             name=body.name,
             metadata=body.metadata,
@@ -156,57 +191,66 @@ class AssistantsService:
             sort_by=body.sort_by or "created_at",
             sort_order=body.sort_order or "desc",
         )
-        rows = [r for r in page.rows if r["graph_id"] in self.hosting]
-        return Page(rows, page.has_more)
+        return page
 
-    async def count(self, body: models.AssistantCount) -> int:
+    async def count(self, body: models.AssistantCount, auth: AuthContext = ANONYMOUS) -> int:
         if body.graph_id is not None:
             self.hosting.get(body.graph_id)
+        flt = await self._search_filter(auth, body)
         return await self.storage.count_assistants(
-            graph_id=body.graph_id, name=body.name, metadata=body.metadata
+            graph_id=body.graph_id,
+            name=body.name,
+            metadata=body.metadata,
+            graph_ids=sorted(self.hosting.graphs),
+            auth_filter=flt,
         )
 
-    async def versions(self, assistant_id: str, body: models.AssistantVersionsSearch) -> list[Row]:
+    async def versions(
+        self, assistant_id: str, body: models.AssistantVersionsSearch, auth: AuthContext = ANONYMOUS
+    ) -> list[Row]:
         """The assistant's versions, newest first; 404 when the assistant is absent."""
-        await self.get(assistant_id)
+        await self.get(assistant_id, auth)
         return await self.storage.assistant_versions(
             assistant_id, metadata=body.metadata, limit=body.limit, offset=body.offset
         )
 
-    async def set_latest(self, assistant_id: str, version: int) -> Row:
+    async def set_latest(self, assistant_id: str, version: int, auth: AuthContext = ANONYMOUS) -> Row:
         """Copy ``version`` (config, context, metadata, name, description, graph) into the
         assistant and make it current, without creating a version."""
-        await self.get(assistant_id)
-        row = await self.storage.set_assistant_version(assistant_id, version)
+        flt = await self.authorizer.authorize(
+            auth, "assistants", "update", {"assistant_id": assistant_id, "version": version}
+        )
+        await self._get(assistant_id, flt)
+        row = await self.storage.set_assistant_version(assistant_id, version, auth_filter=flt)
         if row is None:
             raise NotFound(f"Version {version} not found for assistant {assistant_id}")
         return row
 
     # -- introspection (access context assistants.read) -------------------------
 
-    async def graph(self, assistant_id: str, xray: bool | int, user: Any = None) -> dict[str, Any]:
-        row = await self.get(assistant_id)
+    async def graph(self, assistant_id: str, xray: bool | int, auth: AuthContext = ANONYMOUS) -> dict[str, Any]:
+        row = await self.get(assistant_id, auth)
         async with self.hosting.open_graph(
-            row["graph_id"], "assistants.read", config=row["config"], user=user
+            row["graph_id"], "introspect", config=row["config"], user=auth.user
         ) as graph:
             try:
                 return drawable_graph(graph, xray)
             except Exception:
                 raise Unprocessable("The graph does not support visualization") from None
 
-    async def schemas(self, assistant_id: str, user: Any = None) -> dict[str, Any]:
-        row = await self.get(assistant_id)
+    async def schemas(self, assistant_id: str, auth: AuthContext = ANONYMOUS) -> dict[str, Any]:
+        row = await self.get(assistant_id, auth)
         async with self.hosting.open_graph(
-            row["graph_id"], "assistants.read", config=row["config"], user=user
+            row["graph_id"], "introspect", config=row["config"], user=auth.user
         ) as graph:
             return {"graph_id": row["graph_id"], **graph_schemas(graph)}
 
     async def subgraphs(
-        self, assistant_id: str, namespace: str | None, recurse: bool, user: Any = None
+        self, assistant_id: str, namespace: str | None, recurse: bool, auth: AuthContext = ANONYMOUS
     ) -> dict[str, Any]:
-        row = await self.get(assistant_id)
+        row = await self.get(assistant_id, auth)
         async with self.hosting.open_graph(
-            row["graph_id"], "assistants.read", config=row["config"], user=user
+            row["graph_id"], "introspect", config=row["config"], user=auth.user
         ) as graph:
             try:
                 return {

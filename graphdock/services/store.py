@@ -6,6 +6,9 @@ from typing import Any
 
 from langgraph.store.base import BaseStore
 
+from graphdock.auth import ANONYMOUS, AuthContext
+from graphdock.auth.handlers import Authorizer
+
 from graphdock import serde
 from graphdock.api import models
 from graphdock.errors import BadRequest, Unprocessable
@@ -44,11 +47,19 @@ def _namespace(labels: list[str], *, allow_empty: bool = False) -> tuple[str, ..
 
 
 class StoreService:
-    def __init__(self, store: BaseStore, *, has_index: bool = False) -> None:
+    """The store API. With custom auth, ``@auth.on.store`` handlers see (and may rewrite)
+    each operation's value; a dict returned by the ``search`` handler is ANDed with the
+    request's filter."""
+
+    def __init__(self, store: BaseStore, authorizer: Authorizer, *, has_index: bool = False) -> None:
         self.store = store
+        self.authorizer = authorizer
         self.has_index = has_index
 
-    async def put(self, body: models.StorePut) -> None:
+    async def _authorize(self, auth: AuthContext, action: str, value: dict[str, Any]) -> Any:
+        return await self.authorizer.authorize(auth, "store", action, value)
+
+    async def put(self, body: models.StorePut, auth: AuthContext = ANONYMOUS) -> None:
         namespace = _namespace(body.namespace)
         check_storable(body.key, "key")
         check_storable(body.value, "value")
@@ -57,38 +68,74 @@ class StoreService:
                 "index: this server has no vector index configured (store.index in langgraph.json);"
                 " send index false or omit it"
             )
+        value: dict[str, Any] = {
+            "namespace": namespace, "key": body.key, "value": body.value, "index": body.index, "ttl": body.ttl
+        }
+        await self._authorize(auth, "put", value)
+        namespace = _namespace(list(value["namespace"]))
         kwargs: dict[str, Any] = {}
-        if body.ttl is not None:
-            kwargs["ttl"] = body.ttl
-        await self.store.aput(namespace, body.key, body.value, index=body.index, **kwargs)
+        if value.get("ttl") is not None:
+            kwargs["ttl"] = value["ttl"]
+        await self.store.aput(namespace, value["key"], value["value"], index=value.get("index"), **kwargs)
 
-    async def get(self, namespace: str | None, key: str, *, refresh_ttl: bool | None) -> dict[str, Any] | None:
+    async def get(
+        self, namespace: str | None, key: str, *, refresh_ttl: bool | None, auth: AuthContext = ANONYMOUS
+    ) -> dict[str, Any] | None:
         if not namespace:
             raise Unprocessable("namespace: required, the labels joined with '.'")
         ns = _namespace(namespace.split("."))
-        return _item(await self.store.aget(ns, key, refresh_ttl=refresh_ttl))
+        value: dict[str, Any] = {"namespace": ns, "key": key, "refresh_ttl": refresh_ttl}
+        await self._authorize(auth, "get", value)
+        ns = _namespace(list(value["namespace"]))
+        return _item(await self.store.aget(ns, value["key"], refresh_ttl=value.get("refresh_ttl")))
 
-    async def delete(self, body: models.StoreDelete) -> None:
-        await self.store.adelete(_namespace(body.namespace), body.key)
+    async def delete(self, body: models.StoreDelete, auth: AuthContext = ANONYMOUS) -> None:
+        value: dict[str, Any] = {"namespace": _namespace(body.namespace), "key": body.key}
+        await self._authorize(auth, "delete", value)
+        await self.store.adelete(_namespace(list(value["namespace"])), value["key"])
 
-    async def search(self, body: models.StoreSearch) -> list[dict[str, Any]]:
-        prefix = _namespace(body.namespace_prefix, allow_empty=True)
+    async def search(self, body: models.StoreSearch, auth: AuthContext = ANONYMOUS) -> list[dict[str, Any]]:
+        value: dict[str, Any] = {
+            "namespace": _namespace(body.namespace_prefix, allow_empty=True),
+            "filter": body.filter,
+            "limit": body.limit,
+            "offset": body.offset,
+            "query": body.query,
+            "refresh_ttl": body.refresh_ttl,
+        }
+        extra = await self._authorize(auth, "search", value)
+        flt = dict(value.get("filter") or {})
+        for key, cond in (extra or {}).items():
+            if key in flt and flt[key] != cond:
+                return []  # both conditions must hold and cannot
+            flt[key] = cond
         items = await self.store.asearch(
-            prefix,
-            query=body.query if self.has_index else None,
-            filter=body.filter,
-            limit=body.limit,
-            offset=body.offset,
-            refresh_ttl=body.refresh_ttl,
+            _namespace(list(value["namespace"]), allow_empty=True),
+            query=value.get("query") if self.has_index else None,
+            filter=flt or None,
+            limit=value["limit"],
+            offset=value["offset"],
+            refresh_ttl=value.get("refresh_ttl"),
         )
         return [_item(i) for i in items]  # type: ignore[misc]
 
-    async def list_namespaces(self, body: models.StoreListNamespaces) -> list[list[str]]:
+    async def list_namespaces(
+        self, body: models.StoreListNamespaces, auth: AuthContext = ANONYMOUS
+    ) -> list[list[str]]:
+        value: dict[str, Any] = {
+            "namespace": tuple(body.prefix) if body.prefix else None,
+            "suffix": tuple(body.suffix) if body.suffix else None,
+            "max_depth": body.max_depth,
+            "limit": body.limit,
+            "offset": body.offset,
+        }
+        await self._authorize(auth, "list_namespaces", value)
+        prefix = value.get("namespace")
         namespaces = await self.store.alist_namespaces(
-            prefix=tuple(body.prefix) if body.prefix else None,
-            suffix=tuple(body.suffix) if body.suffix else None,
-            max_depth=body.max_depth,
-            limit=body.limit,
-            offset=body.offset,
+            prefix=tuple(prefix) if prefix else None,
+            suffix=tuple(value["suffix"]) if value.get("suffix") else None,
+            max_depth=value.get("max_depth"),
+            limit=value["limit"],
+            offset=value["offset"],
         )
         return [list(ns) for ns in namespaces]

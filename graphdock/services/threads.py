@@ -12,8 +12,11 @@ from langgraph.types import StateSnapshot
 
 from graphdock import serde
 from graphdock.api import models
+from graphdock.auth import ANONYMOUS, AuthContext
+from graphdock.auth.handlers import Authorizer
+from graphdock.filters import auth_match
 from graphdock.backends.base import EventLog, Page, Row, Storage
-from graphdock.errors import APIError, BadRequest, Conflict, NotFound
+from graphdock.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
 from graphdock.hosting import Hosting
 from graphdock.hosting.state import EMPTY_STATE, snapshot_json, thread_interrupts
 from graphdock.services.common import clean_metadata, parse_uuid
@@ -82,29 +85,44 @@ class ThreadsService:
         hosting: Hosting,
         events: EventLog,
         checkpointer: BaseCheckpointSaver,
+        authorizer: Authorizer,
     ) -> None:
         self.storage = storage
         self.hosting = hosting
         self.events = events
         self.checkpointer = checkpointer
+        self.authorizer = authorizer
 
     # -- rows -------------------------------------------------------------------
 
-    async def get(self, thread_id: str) -> Row:
-        return public_thread(await self._row(thread_id))
+    async def get(self, thread_id: str, auth: AuthContext = ANONYMOUS) -> Row:
+        return public_thread(await self.visible(thread_id, auth))
 
-    async def _row(self, thread_id: str) -> Row:
-        row = await self.storage.get_thread(thread_id)
+    async def visible(
+        self, thread_id: str, auth: AuthContext, action: str = "read", value: Row | None = None
+    ) -> Row:
+        """The thread row if ``auth`` may perform ``action`` on it, else 404."""
+        flt = await self.authorizer.authorize(auth, "threads", action, value or {"thread_id": thread_id})
+        return await self._row(thread_id, flt)
+
+    async def _row(self, thread_id: str, flt: Row | None = None) -> Row:
+        row = await self.storage.get_thread(thread_id, auth_filter=flt)
         if row is None:
             raise NotFound(f"Thread with ID {thread_id} not found")
         return row
 
-    async def create(self, body: models.ThreadCreate, user: Any = None) -> tuple[Row, str | None]:
+    async def create(self, body: models.ThreadCreate, auth: AuthContext = ANONYMOUS) -> tuple[Row, str | None]:
         """Create a thread; with ``supersteps`` also seed its state.
 
         Returns the row and, when seeding failed, the problem (the thread is kept).
         """
         thread_id = parse_uuid(body.thread_id, "thread") if body.thread_id else str(serde.uuid7())
+        value: dict[str, Any] = {
+            "thread_id": thread_id,
+            "metadata": clean_metadata(body.metadata),
+            "if_exists": body.if_exists,
+        }
+        flt = await self.authorizer.authorize(auth, "threads", "create", value)
         now = serde.now_iso()
         row, created = await self.storage.create_thread(
             {
@@ -112,12 +130,14 @@ class ThreadsService:
                 "created_at": now,
                 "updated_at": now,
                 "state_updated_at": now,
-                "metadata": clean_metadata(body.metadata),
+                "metadata": clean_metadata(value.get("metadata")),
                 "config": {},
                 "status": "idle",
             },
             if_exists=body.if_exists,
+            auth_filter=flt,
         )
+        user = auth.user
         problem = None
         if created and body.supersteps:
             try:
@@ -144,9 +164,9 @@ class ThreadsService:
             for step in supersteps
         ]
         config = self._config(row)
-        async with self.hosting.open_graph(graph_id, "threads.update", config=config, user=user) as graph:
+        async with self.hosting.open_graph(graph_id, "state.update", config=config, user=user) as graph:
             await graph.abulk_update_state(config, updates)
-            async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as reader:
+            async with self.hosting.open_graph(graph_id, "state.read", config=config, user=user) as reader:
                 snapshot = await reader.aget_state(config)
         updated = await self.storage.update_thread_state(
             row["thread_id"],
@@ -157,20 +177,36 @@ class ThreadsService:
         )
         return updated or row
 
-    async def patch(self, thread_id: str, body: models.ThreadPatch) -> Row:
-        row = await self.storage.patch_thread(thread_id, metadata=clean_metadata(body.metadata))
+    async def patch(self, thread_id: str, body: models.ThreadPatch, auth: AuthContext = ANONYMOUS) -> Row:
+        value: dict[str, Any] = {"thread_id": thread_id, "metadata": clean_metadata(body.metadata)}
+        flt = await self.authorizer.authorize(auth, "threads", "update", value)
+        row = await self.storage.patch_thread(
+            thread_id, metadata=clean_metadata(value.get("metadata")), auth_filter=flt
+        )
         if row is None:
             raise NotFound("Not Found")
         return public_thread(row)
 
-    async def delete(self, thread_id: str) -> None:
-        if not await self.storage.delete_thread(thread_id):
+    async def delete(self, thread_id: str, flt: Row | None = None) -> None:
+        if not await self.storage.delete_thread(thread_id, auth_filter=flt):
             raise NotFound(f"Thread with ID {thread_id} not found")
         await self.checkpointer.adelete_thread(thread_id)
 
-    async def search(self, body: models.ThreadSearch) -> Page:
+    async def _search_filter(self, auth: AuthContext, body: Any) -> Row | None:
+        value: dict[str, Any] = {
+            "metadata": body.metadata,
+            "values": body.values,
+            "status": body.status,
+            "limit": getattr(body, "limit", None),
+            "offset": getattr(body, "offset", None),
+        }
+        return await self.authorizer.authorize(auth, "threads", "search", value)
+
+    async def search(self, body: models.ThreadSearch, auth: AuthContext = ANONYMOUS) -> Page:
         ids = [parse_uuid(i, "thread") for i in body.ids] if body.ids is not None else None
+        flt = await self._search_filter(auth, body)
         page = await self.storage.search_threads(
+            auth_filter=flt,
             ids=ids,
             metadata=body.metadata,
             values=body.values,
@@ -186,16 +222,20 @@ class ThreadsService:
                 row["extracted"] = {alias: _extract(row, path) for alias, path in body.extract.items()}
         return Page(rows, page.has_more)
 
-    async def count(self, body: models.ThreadCount) -> int:
+    async def count(self, body: models.ThreadCount, auth: AuthContext = ANONYMOUS) -> int:
+        flt = await self._search_filter(auth, body)
         return await self.storage.count_threads(
-            metadata=body.metadata, values=body.values, status=body.status
+            metadata=body.metadata, values=body.values, status=body.status, auth_filter=flt
         )
 
-    async def copy(self, thread_id: str) -> Row:
-        source = await self.storage.get_thread(thread_id)
+    async def copy(self, thread_id: str, auth: AuthContext = ANONYMOUS) -> Row:
+        read = await self.authorizer.authorize(auth, "threads", "read", {"thread_id": thread_id})
+        source = await self.storage.get_thread(thread_id, auth_filter=read)
         if source is None:
             raise Conflict("Conflict")
         new_id = str(serde.uuid7())
+        value: dict[str, Any] = {"thread_id": new_id, "metadata": copy.deepcopy(source["metadata"])}
+        await self.authorizer.authorize(auth, "threads", "create", value)
         now = serde.now_iso()
         row, _ = await self.storage.create_thread(
             {
@@ -203,7 +243,7 @@ class ThreadsService:
                 "created_at": now,
                 "updated_at": now,
                 "state_updated_at": now,
-                "metadata": copy.deepcopy(source["metadata"]),
+                "metadata": value.get("metadata") or {},
                 "config": {},
                 "status": "idle",
                 "values": source.get("values"),
@@ -239,18 +279,27 @@ class ThreadsService:
             for task_id, writes in by_task.items():
                 await self.checkpointer.aput_writes(saved, writes, task_id)
 
-    async def prune(self, body: models.ThreadPrune) -> int:
+    async def prune(self, body: models.ThreadPrune, auth: AuthContext = ANONYMOUS) -> int:
         """Keep only the latest checkpoint of each listed thread; unknown ids are skipped.
 
         (Strategy ``delete`` is :meth:`graphdock.server.Server.delete_thread` per id.)
         """
-        ids = list(dict.fromkeys(parse_uuid(i, "thread") for i in body.thread_ids))
-        pruned = 0
+        ids = await self.prunable(body, auth)
         for thread_id in ids:
-            if await self.storage.get_thread(thread_id) is not None:
-                await self.storage.prune_checkpoints(thread_id)
-                pruned += 1
-        return pruned
+            await self.storage.prune_checkpoints(thread_id)
+        return len(ids)
+
+    async def prunable(self, body: models.ThreadPrune, auth: AuthContext) -> list[str]:
+        """The existing threads among ``body.thread_ids``; 404 if ``auth`` may not delete one."""
+        ids = list(dict.fromkeys(parse_uuid(i, "thread") for i in body.thread_ids))
+        await self.authorizer.authorize(auth, "threads", "delete", {"thread_ids": ids})
+        found = []
+        for thread_id in ids:
+            if await self.storage.get_thread(thread_id) is None:
+                continue
+            await self.visible(thread_id, auth, "delete")
+            found.append(thread_id)
+        return found
 
     # -- state (access contexts threads.read / threads.update) -------------------
 
@@ -288,15 +337,16 @@ class ThreadsService:
         *,
         subgraphs: bool = False,
         checkpoint: dict[str, Any] | None = None,
-        user: Any = None,
+        auth: AuthContext = ANONYMOUS,
     ) -> dict[str, Any]:
-        row = await self._row(thread_id)
+        row = await self.visible(thread_id, auth)
+        user = auth.user
         graph_id = row["metadata"].get("graph_id")
         if not graph_id or graph_id not in self.hosting:
             return dict(EMPTY_STATE)
         config = self._config(row, checkpoint)
         await self._require_checkpoint(config)
-        async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as graph:
+        async with self.hosting.open_graph(graph_id, "state.read", config=config, user=user) as graph:
             snapshot = await graph.aget_state(config, subgraphs=subgraphs)
         return snapshot_json(snapshot)
 
@@ -308,9 +358,10 @@ class ThreadsService:
         before: Any = None,
         metadata: dict[str, Any] | None = None,
         checkpoint: dict[str, Any] | None = None,
-        user: Any = None,
+        auth: AuthContext = ANONYMOUS,
     ) -> list[dict[str, Any]]:
-        row = await self._row(thread_id)
+        row = await self.visible(thread_id, auth)
+        user = auth.user
         graph_id = row["metadata"].get("graph_id")
         if not graph_id or graph_id not in self.hosting:
             return []
@@ -323,7 +374,7 @@ class ThreadsService:
             if not isinstance(inner, dict) or not inner.get("checkpoint_id"):
                 raise BadRequest("before must be a checkpoint id or a checkpoint config with checkpoint_id")
             before_config = {"configurable": {"checkpoint_id": inner["checkpoint_id"]}}
-        async with self.hosting.open_graph(graph_id, "threads.read", config=config, user=user) as graph:
+        async with self.hosting.open_graph(graph_id, "state.read", config=config, user=user) as graph:
             return [
                 snapshot_json(s)
                 async for s in graph.aget_state_history(
@@ -332,9 +383,13 @@ class ThreadsService:
             ]
 
     async def update_state(
-        self, thread_id: str, body: models.ThreadStateUpdate, user: Any = None
+        self, thread_id: str, body: models.ThreadStateUpdate, auth: AuthContext = ANONYMOUS
     ) -> dict[str, Any]:
-        row = await self._row(thread_id)
+        update = await self.authorizer.authorize(auth, "threads", "update", {"thread_id": thread_id})
+        row = await self.visible(thread_id, auth)
+        if update and not auth_match(row["metadata"], update):
+            raise Forbidden("Forbidden")
+        user = auth.user
         if await self.storage.inflight_runs(thread_id):
             raise Conflict("Thread is busy: a run is pending or running on it")
         graph_id = row["metadata"].get("graph_id")
@@ -345,14 +400,14 @@ class ThreadsService:
             checkpoint["checkpoint_id"] = body.checkpoint_id
         config = self._config(row, checkpoint)
         await self._require_checkpoint(config)
-        async with self.hosting.open_graph(graph_id, "threads.update", config=config, user=user) as graph:
+        async with self.hosting.open_graph(graph_id, "state.update", config=config, user=user) as graph:
             try:
                 next_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
             except _BAD_UPDATE as exc:
                 raise BadRequest(f"Invalid state update: {exc}") from None
             read_config = self._config(row)
             async with self.hosting.open_graph(
-                graph_id, "threads.read", config=read_config, user=user
+                graph_id, "state.read", config=read_config, user=user
             ) as reader:
                 snapshot = await reader.aget_state(read_config)
         await self.storage.update_thread_state(

@@ -1,0 +1,310 @@
+"""Custom auth (tests/auth/): authentication, handlers, filters in storage, and isolation.
+
+The isolation test enumerates the server's own route table (its OpenAPI document): every
+route must either be one of the open meta routes or be covered by a probe proving that
+user B can neither read, list, modify, run on, stream from nor delete user A's resources.
+A route added later without authorization — or without a probe here — fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from conftest import ROOT, ServerProcess
+
+OPEN_ROUTES = {("GET", "/ok"), ("GET", "/info"), ("GET", "/docs"), ("GET", "/openapi.json")}
+ALICE = {"Authorization": "Bearer alice"}
+BOB = {"Authorization": "Bearer bob"}
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    log = tmp_path_factory.mktemp("authlog") / "factory.jsonl"
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("authdata"),
+        config=ROOT / "tests" / "auth" / "langgraph.json",
+        env={"GRAPHDOCK_FACTORY_LOG": str(log)},
+    ).start()
+    yield proc, log
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def base(auth_server) -> str:
+    return auth_server[0].url
+
+
+def _client(base: str, headers: dict[str, str]):
+    return get_client(url=base, headers=headers)
+
+
+# -- authentication -------------------------------------------------------------------
+
+
+def test_open_routes_need_no_token(base):
+    with httpx.Client(base_url=base) as http:
+        for method, path in OPEN_ROUTES:
+            assert http.request(method, path).status_code == 200, path
+
+
+def test_authenticate_statuses(base):
+    with httpx.Client(base_url=base) as http:
+        r = http.post("/threads/search", json={})
+        assert r.status_code == 401 and r.json() == {"detail": "missing token"}
+        r = http.post("/threads/search", json={}, headers={"Authorization": "Bearer bad"})
+        assert r.status_code == 403 and r.json() == {"detail": "bad token"}
+        r = http.post("/threads/search", json={}, headers={"Authorization": "Bearer crash"})
+        assert r.status_code == 500
+        assert "secret internals" not in r.text
+        assert http.post("/threads/search", json={}, headers=ALICE).status_code == 200
+
+
+def test_every_api_route_requires_authentication(base):
+    with httpx.Client(base_url=base) as http:
+        spec = http.get("/openapi.json").json()
+        for path, ops in spec["paths"].items():
+            for method in ops:
+                if (method.upper(), path) in OPEN_ROUTES:
+                    continue
+                concrete = path.replace("{thread_id}", "00000000-0000-0000-0000-000000000001")
+                concrete = concrete.replace("{run_id}", "00000000-0000-0000-0000-000000000002")
+                concrete = concrete.replace("{assistant_id}", "00000000-0000-0000-0000-000000000003")
+                concrete = concrete.replace("{checkpoint_id}", "x").replace("{namespace}", "x")
+                r = http.request(method.upper(), concrete, json={})
+                assert r.status_code == 401, f"{method.upper()} {path} answered {r.status_code} without a token"
+
+
+# -- the user reaches the graph ---------------------------------------------------------
+
+
+async def test_user_reaches_nodes_and_factories(auth_server, base):
+    log = auth_server[1]
+    alice = _client(base, ALICE)
+    thread = await alice.threads.create()
+    out = await alice.runs.wait(thread["thread_id"], "whoami", input={"marker": "m"})
+    assert out["auth_user"] == {"identity": "alice", "team": "red"}
+    assert out["auth_user_id"] == "alice"
+    assert out["permissions"] == ["read", "write"]
+    assert out["user_id"] == "alice"
+    assert out["server_user"] == {"identity": "alice", "team": "red"}
+
+    offset = log.stat().st_size if log.exists() else 0
+    await alice.runs.wait(thread["thread_id"], "whoami_factory", input={"marker": "f"})
+    await alice.threads.get_state(thread["thread_id"])
+    await alice.threads.update_state(thread["thread_id"], {"marker": "u"}, as_node="record")
+    await alice.assistants.get_schemas((await alice.assistants.create("whoami_factory"))["assistant_id"])
+    with log.open() as f:
+        f.seek(offset)
+        records = [json.loads(line) for line in f if line.strip()]
+    assert {r["access_context"] for r in records} == {
+        "threads.create_run", "threads.read", "threads.update", "assistants.read"
+    }
+    assert all(r["user"] == "alice" and r["ensure_user"] == "alice" for r in records), records
+
+
+async def test_owner_is_stamped_on_created_resources(base):
+    alice = _client(base, ALICE)
+    thread = await alice.threads.create(metadata={"topic": "t"})
+    assert thread["metadata"] == {"topic": "t", "owner": "alice"}
+    assistant = await alice.assistants.create("simple", metadata={})
+    assert assistant["metadata"]["owner"] == "alice"
+    # a stateless run's temporary thread is owned too, so alice can stream and wait on it
+    assert await alice.runs.wait(None, "simple", input={"items": []}) == {"items": ["a", "b"]}
+    run = await alice.runs.create(None, "simple", input={"items": []}, on_completion="keep")
+    kept = await alice.threads.get(run["thread_id"])
+    assert kept["metadata"]["owner"] == "alice"
+
+
+async def test_store_namespaces_are_rewritten_per_user(base):
+    alice = _client(base, ALICE)
+    bob = _client(base, BOB)
+    await alice.store.put_item(["notes"], "n1", {"text": "alice's"})
+    assert (await alice.store.get_item(["notes"], "n1"))["namespace"] == ["alice", "notes"]
+    assert await bob.store.get_item(["notes"], "n1") is None
+    await bob.store.put_item(["notes"], "n1", {"text": "bob's"})
+    assert (await alice.store.get_item(["notes"], "n1"))["value"] == {"text": "alice's"}
+    found = await bob.store.search_items([])
+    assert all(item["namespace"][0] == "bob" for item in found["items"])
+    namespaces = await bob.store.list_namespaces()
+    assert all(ns[0] == "bob" for ns in namespaces["namespaces"])
+
+
+# -- isolation over the whole route table ---------------------------------------------
+
+
+class World:
+    """Alice's resources, created once."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        with httpx.Client(base_url=base, headers=ALICE, timeout=30) as http:
+            self.assistant = http.post("/assistants", json={"graph_id": "simple"}).json()["assistant_id"]
+            self.thread = http.post("/threads", json={}).json()["thread_id"]
+            http.post(f"/threads/{self.thread}/runs/wait", json={"assistant_id": "simple", "input": {"items": ["x"]}})
+            runs = http.get(f"/threads/{self.thread}/runs").json()
+            self.run = runs[0]["run_id"]
+            state = http.get(f"/threads/{self.thread}/state").json()
+            self.checkpoint = state["checkpoint"]["checkpoint_id"]
+            self.busy_thread = http.post("/threads", json={}).json()["thread_id"]
+            self.busy_run = http.post(
+                f"/threads/{self.busy_thread}/runs", json={"assistant_id": "hang", "input": {}}
+            ).json()["run_id"]
+            http.put("/store/items", json={"namespace": ["secret"], "key": "k", "value": {"v": "alice"}})
+
+    def alice_still_has_everything(self) -> None:
+        with httpx.Client(base_url=self.base, headers=ALICE, timeout=30) as http:
+            assert http.get(f"/assistants/{self.assistant}").status_code == 200
+            thread = http.get(f"/threads/{self.thread}").json()
+            assert thread["metadata"] == {"owner": "alice", "graph_id": "simple",
+                                          "assistant_id": thread["metadata"]["assistant_id"]}
+            assert http.get(f"/threads/{self.thread}/runs/{self.run}").status_code == 200
+            assert http.get(f"/threads/{self.thread}/state").json()["values"] == {"items": ["x", "a", "b"]}
+            assert http.get(f"/threads/{self.busy_thread}/runs/{self.busy_run}").json()["status"] in ("pending", "running")
+            item = http.get("/store/items", params={"namespace": "secret", "key": "k"}).json()
+            assert item["value"] == {"v": "alice"}
+
+
+DENIED = {403, 404, 409}
+
+
+def _denied(r: httpx.Response) -> bool:
+    if r.status_code in DENIED:
+        return True
+    if r.status_code == 200 and r.headers.get("content-type", "").startswith("text/event-stream"):
+        return "event: error" in r.text and "event: values" not in r.text
+    if r.status_code == 200:
+        try:
+            body = r.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and "__error__" in body
+    return False
+
+
+def probes(w: World) -> dict[tuple[str, str], Callable[[httpx.Client], None]]:
+    t, r, a, cp = w.thread, w.run, w.assistant, w.checkpoint
+
+    def denied(method: str, path: str, **kw: Any) -> Callable[[httpx.Client], None]:
+        def probe(http: httpx.Client) -> None:
+            resp = http.request(method, path, **kw)
+            assert _denied(resp), f"{method} {path} → {resp.status_code} {resp.text[:200]}"
+        return probe
+
+    def hidden_in_list(method: str, path: str, key: str, secret: str, **kw: Any) -> Callable[[httpx.Client], None]:
+        def probe(http: httpx.Client) -> None:
+            resp = http.request(method, path, **kw)
+            assert resp.status_code == 200, resp.text
+            assert secret not in [row.get(key) for row in resp.json()]
+        return probe
+
+    def count_excludes(path: str) -> Callable[[httpx.Client], None]:
+        def probe(http: httpx.Client) -> None:
+            bob_count = http.post(path, json={}).json()
+            with httpx.Client(base_url=w.base, headers=ALICE) as alice:
+                alice_count = alice.post(path, json={}).json()
+            assert alice_count >= 1 and bob_count == 0, (bob_count, alice_count)
+        return probe
+
+    def store_probe(method: str, **kw: Any) -> Callable[[httpx.Client], None]:
+        def probe(http: httpx.Client) -> None:
+            resp = http.request(method, "/store/items", **kw)
+            assert resp.status_code in (200, 204)
+            if method == "GET":
+                assert resp.json() is None
+        return probe
+
+    def store_listing(path: str, body: dict[str, Any], field: str) -> Callable[[httpx.Client], None]:
+        def probe(http: httpx.Client) -> None:
+            resp = http.post(path, json=body)
+            assert resp.status_code == 200
+            text = json.dumps(resp.json()[field])
+            assert "alice" not in text and "secret" not in text
+        return probe
+
+    run_body = {"assistant_id": "simple", "input": {"items": []}}
+    own_run_body = {"assistant_id": a, "input": {"items": []}}
+    return {
+        ("POST", "/assistants"): denied("POST", "/assistants", json={"graph_id": "simple", "assistant_id": a}),
+        ("POST", "/assistants/search"): hidden_in_list("POST", "/assistants/search", "assistant_id", a, json={}),
+        ("POST", "/assistants/count"): count_excludes("/assistants/count"),
+        ("GET", "/assistants/{assistant_id}"): denied("GET", f"/assistants/{a}"),
+        ("PATCH", "/assistants/{assistant_id}"): denied("PATCH", f"/assistants/{a}", json={"name": "mine"}),
+        ("DELETE", "/assistants/{assistant_id}"): denied("DELETE", f"/assistants/{a}"),
+        ("POST", "/assistants/{assistant_id}/versions"): denied("POST", f"/assistants/{a}/versions", json={}),
+        ("POST", "/assistants/{assistant_id}/latest"): denied("POST", f"/assistants/{a}/latest", json={"version": 1}),
+        ("GET", "/assistants/{assistant_id}/graph"): denied("GET", f"/assistants/{a}/graph"),
+        ("GET", "/assistants/{assistant_id}/schemas"): denied("GET", f"/assistants/{a}/schemas"),
+        ("GET", "/assistants/{assistant_id}/subgraphs"): denied("GET", f"/assistants/{a}/subgraphs"),
+        ("GET", "/assistants/{assistant_id}/subgraphs/{namespace}"): denied("GET", f"/assistants/{a}/subgraphs/x"),
+        ("POST", "/threads"): denied("POST", "/threads", json={"thread_id": t}),
+        ("POST", "/threads/search"): hidden_in_list("POST", "/threads/search", "thread_id", t, json={}),
+        ("POST", "/threads/count"): count_excludes("/threads/count"),
+        ("POST", "/threads/prune"): denied("POST", "/threads/prune", json={"thread_ids": [t]}),
+        ("GET", "/threads/{thread_id}"): denied("GET", f"/threads/{t}"),
+        ("PATCH", "/threads/{thread_id}"): denied("PATCH", f"/threads/{t}", json={"metadata": {"owner": "bob"}}),
+        ("DELETE", "/threads/{thread_id}"): denied("DELETE", f"/threads/{t}"),
+        ("POST", "/threads/{thread_id}/copy"): denied("POST", f"/threads/{t}/copy"),
+        ("GET", "/threads/{thread_id}/state"): denied("GET", f"/threads/{t}/state"),
+        ("POST", "/threads/{thread_id}/state"): denied("POST", f"/threads/{t}/state",
+                                                         json={"values": {"items": ["bob"]}, "as_node": "b"}),
+        ("POST", "/threads/{thread_id}/state/checkpoint"): denied(
+            "POST", f"/threads/{t}/state/checkpoint", json={"checkpoint": {"checkpoint_id": cp}}),
+        ("GET", "/threads/{thread_id}/state/{checkpoint_id}"): denied("GET", f"/threads/{t}/state/{cp}"),
+        ("GET", "/threads/{thread_id}/history"): denied("GET", f"/threads/{t}/history"),
+        ("POST", "/threads/{thread_id}/history"): denied("POST", f"/threads/{t}/history", json={}),
+        ("GET", "/threads/{thread_id}/stream"): denied("GET", f"/threads/{t}/stream"),
+        ("POST", "/threads/{thread_id}/runs"): denied("POST", f"/threads/{t}/runs", json=run_body),
+        ("POST", "/threads/{thread_id}/runs/stream"): denied("POST", f"/threads/{t}/runs/stream", json=run_body),
+        ("POST", "/threads/{thread_id}/runs/wait"): denied("POST", f"/threads/{t}/runs/wait", json=run_body),
+        ("GET", "/threads/{thread_id}/runs"): denied("GET", f"/threads/{t}/runs"),
+        ("GET", "/threads/{thread_id}/runs/{run_id}"): denied("GET", f"/threads/{t}/runs/{r}"),
+        ("DELETE", "/threads/{thread_id}/runs/{run_id}"): denied("DELETE", f"/threads/{t}/runs/{r}"),
+        ("GET", "/threads/{thread_id}/runs/{run_id}/join"): denied("GET", f"/threads/{t}/runs/{r}/join"),
+        ("GET", "/threads/{thread_id}/runs/{run_id}/stream"): denied("GET", f"/threads/{t}/runs/{r}/stream"),
+        ("POST", "/threads/{thread_id}/runs/{run_id}/cancel"): denied(
+            "POST", f"/threads/{w.busy_thread}/runs/{w.busy_run}/cancel"),
+        ("POST", "/runs/cancel"): denied("POST", "/runs/cancel",
+                                         json={"thread_id": w.busy_thread, "run_ids": [w.busy_run]}),
+        ("POST", "/runs"): denied("POST", "/runs", json=own_run_body),
+        ("POST", "/runs/stream"): denied("POST", "/runs/stream", json=own_run_body),
+        ("POST", "/runs/wait"): denied("POST", "/runs/wait", json=own_run_body),
+        ("POST", "/runs/batch"): denied("POST", "/runs/batch", json=[own_run_body]),
+        ("PUT", "/store/items"): store_probe("PUT", json={"namespace": ["secret"], "key": "k", "value": {"v": "bob"}}),
+        ("GET", "/store/items"): store_probe("GET", params={"namespace": "secret", "key": "k"}),
+        ("DELETE", "/store/items"): store_probe("DELETE", json={"namespace": ["secret"], "key": "k"}),
+        ("POST", "/store/items/search"): store_listing("/store/items/search", {}, "items"),
+        ("POST", "/store/namespaces"): store_listing("/store/namespaces", {}, "namespaces"),
+    }
+
+
+def test_user_b_cannot_touch_user_a_resources_on_any_route(base):
+    world = World(base)
+    table = probes(world)
+    with httpx.Client(base_url=base) as http:
+        spec = http.get("/openapi.json").json()
+    routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops} - OPEN_ROUTES
+    missing = routes - set(table)
+    assert not missing, f"routes without an isolation probe (add authorization and a probe): {sorted(missing)}"
+    with httpx.Client(base_url=base, headers=BOB, timeout=30) as bob:
+        for route in sorted(routes):
+            table[route](bob)
+    world.alice_still_has_everything()
+    with httpx.Client(base_url=base, headers=BOB) as bob:
+        assert bob.post("/runs/cancel", json={"status": "all"}).status_code in (204, 404)
+    world.alice_still_has_everything()
+    with httpx.Client(base_url=base, headers=ALICE) as alice:
+        alice.post(f"/threads/{world.busy_thread}/runs/{world.busy_run}/cancel")
+
+
+async def test_system_assistants_are_hidden_by_owner_filters_but_runnable(base):
+    bob = _client(base, BOB)
+    assert [a for a in await bob.assistants.search() if a["metadata"].get("created_by") == "system"] == []
+    thread = await bob.threads.create()
+    assert await bob.runs.wait(thread["thread_id"], "simple", input={"items": []}) == {"items": ["a", "b"]}
