@@ -39,11 +39,13 @@ class ServerProcess:
         config: Path = CONFIG,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        command: str = "serve",
     ) -> None:
         self.data_dir = data_dir
         self.config = config
         self.env = env or {}
         self.args = args or []
+        self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +57,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "graphdock.cli", "serve",
+                sys.executable, "-m", "graphdock.cli", self.command,
                 "--config", str(self.config),
                 "--host", "127.0.0.1",
                 "--port", str(self.port),

@@ -308,3 +308,48 @@ async def test_system_assistants_are_hidden_by_owner_filters_but_runnable(base):
     assert [a for a in await bob.assistants.search() if a["metadata"].get("created_by") == "system"] == []
     thread = await bob.threads.create()
     assert await bob.runs.wait(thread["thread_id"], "simple", input={"items": []}) == {"items": ["a", "b"]}
+
+
+# -- Studio requests ----------------------------------------------------------------------
+
+STUDIO = {"x-auth-scheme": "langsmith"}
+
+
+def test_studio_requests_in_dev_get_the_studio_user_and_still_pass_handlers(tmp_path):
+    proc = ServerProcess(
+        tmp_path, config=ROOT / "tests" / "auth" / "langgraph.json", command="dev", args=["--no-reload"]
+    ).start()
+    try:
+        with httpx.Client(base_url=proc.url) as http:
+            r = http.post("/threads", json={}, headers=STUDIO)
+            assert r.status_code == 200
+            # the owner handler ran with the studio user
+            assert r.json()["metadata"]["owner"] == "langgraph-studio-user"
+            # a studio user sees only what its handlers allow: not alice's threads
+            alice = http.post("/threads", json={}, headers=ALICE).json()["thread_id"]
+            assert http.get(f"/threads/{alice}", headers=STUDIO).status_code == 404
+    finally:
+        proc.stop()
+
+
+def test_studio_header_does_not_bypass_authentication_in_serve(base):
+    with httpx.Client(base_url=base) as http:
+        assert http.post("/threads", json={}, headers=STUDIO).status_code == 401
+
+
+def test_disable_studio_auth(tmp_path):
+    cfg = json.loads((ROOT / "tests" / "auth" / "langgraph.json").read_text())
+    cfg["auth"]["disable_studio_auth"] = True
+    cfg["dependencies"] = [str(ROOT / "tests" / "auth")]
+    cfg["graphs"] = {k: str((ROOT / "tests" / "auth" / v.split(":")[0]).resolve()) + ":" + v.split(":")[1]
+                     for k, v in cfg["graphs"].items()}
+    cfg["auth"]["path"] = str(ROOT / "tests" / "auth" / "auth.py") + ":auth"
+    path = tmp_path / "langgraph.json"
+    path.write_text(json.dumps(cfg))
+    proc = ServerProcess(tmp_path / "data", config=path, command="dev", args=["--no-reload"]).start()
+    try:
+        with httpx.Client(base_url=proc.url) as http:
+            assert http.post("/threads", json={}, headers=STUDIO).status_code == 401
+            assert http.post("/threads", json={}, headers={**STUDIO, **ALICE}).status_code == 200
+    finally:
+        proc.stop()

@@ -19,7 +19,7 @@ from conftest import ServerProcess
 
 CM_FACTORIES = ["cm_factory", "sync_cm_factory"]
 RUNTIME_FACTORIES = ["runtime_factory", "async_factory", "two_param_factory", "string_annotated_factory",
-                     "string_two_param_factory"]
+                     "string_two_param_factory", "partial_factory", "callable_factory"]
 CONFIG_FACTORIES = ["plain_factory", "unannotated_runtime_factory"]
 ALL_FACTORIES = [*CM_FACTORIES, *RUNTIME_FACTORIES, *CONFIG_FACTORIES, "zero_param_factory", "builder_factory"]
 

@@ -29,3 +29,41 @@ def test_docs_page(http):
     r = http.get("/docs")
     assert r.status_code == 200
     assert "text/html" in r.headers["content-type"]
+
+
+def test_default_cors_allows_any_origin_and_exposes_pagination(http):
+    r = http.options(
+        "/threads/search",
+        headers={"Origin": "https://ui.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] in ("*", "https://ui.example")
+    r = http.post("/assistants/search", json={"limit": 1}, headers={"Origin": "https://ui.example"})
+    exposed = r.headers["access-control-expose-headers"].lower()
+    assert "x-pagination-total" in exposed and "content-location" in exposed
+
+
+def test_http_cors_from_config(tmp_path):
+    import json
+
+    import httpx
+
+    from conftest import GRAPHS, ServerProcess
+
+    cfg = tmp_path / "langgraph.json"
+    cfg.write_text(json.dumps({
+        "graphs": {"simple": str(GRAPHS / "simple.py") + ":graph"},
+        "http": {"cors": {"allow_origins": ["https://app.example"], "allow_methods": ["GET", "POST"],
+                          "allow_headers": ["*"]}},
+    }))
+    proc = ServerProcess(tmp_path / "data", config=cfg).start()
+    try:
+        with httpx.Client(base_url=proc.url) as c:
+            ok = c.options("/threads/search", headers={"Origin": "https://app.example",
+                                                       "Access-Control-Request-Method": "POST"})
+            assert ok.headers["access-control-allow-origin"] == "https://app.example"
+            other = c.options("/threads/search", headers={"Origin": "https://evil.example",
+                                                          "Access-Control-Request-Method": "POST"})
+            assert "access-control-allow-origin" not in other.headers
+    finally:
+        proc.stop()

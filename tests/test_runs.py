@@ -724,3 +724,24 @@ async def test_thread_is_busy_while_a_run_is_in_flight(client):
     assert (await client.threads.get(tid))["status"] == "busy"
     await client.runs.join(tid, run["run_id"])
     assert (await client.threads.get(tid))["status"] == "idle"
+
+
+def test_fields_that_cannot_apply_to_an_endpoint_are_rejected(http):
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    base = {"assistant_id": "simple", "input": {"items": []}}
+    cases = [
+        (f"/threads/{tid}/runs", {**base, "on_disconnect": "cancel"}, "on_disconnect"),
+        ("/runs", {**base, "on_disconnect": "continue"}, "on_disconnect"),
+        ("/runs/batch", [{**base, "on_disconnect": "cancel"}], "on_disconnect"),
+        (f"/threads/{tid}/runs", {**base, "on_completion": "keep"}, "on_completion"),
+        (f"/threads/{tid}/runs/wait", {**base, "on_completion": "delete"}, "on_completion"),
+        ("/runs/wait", {**base, "if_not_exists": "reject"}, "if_not_exists"),
+    ]
+    for path, body, field in cases:
+        r = http.post(path, json=body)
+        assert r.status_code == 422, (path, r.text)
+        assert field in r.json()["detail"]
+    assert http.get(f"/threads/{tid}/runs").json() == []
+    # the same fields where they do apply
+    assert http.post(f"/threads/{tid}/runs/wait", json={**base, "on_disconnect": "continue"}).status_code == 200
+    assert http.post("/runs/wait", json={**base, "on_completion": "keep", "if_not_exists": "create"}).status_code == 200

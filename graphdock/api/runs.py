@@ -53,7 +53,27 @@ def _rid(value: str) -> str:
     return parse_uuid(value, "run")
 
 
-async def _create(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> dict[str, Any]:
+def _check_applicable(body: models.RunCreate, *, stateless: bool, attached: bool) -> None:
+    """422 for fields that cannot take effect on this endpoint (never silently ignored)."""
+    if not attached and body.on_disconnect is not None:
+        raise Unprocessable(
+            "on_disconnect applies only to /stream and /wait, where a client stays connected to the run"
+        )
+    if not stateless and body.on_completion is not None:
+        raise Unprocessable("on_completion applies only to stateless runs (POST /runs...); a thread run's thread is kept")
+    if stateless and body.if_not_exists == "reject":
+        raise Unprocessable("if_not_exists 'reject' cannot apply to a stateless run: it always creates its thread")
+
+
+async def _create(
+    request: Request,
+    body: models.RunCreate,
+    thread_id: str | None,
+    auth: AuthContext,
+    *,
+    attached: bool = False,
+) -> dict[str, Any]:
+    _check_applicable(body, stateless=thread_id is None, attached=attached)
     return await server(request).runs.create(
         body,
         thread_id=thread_id,
@@ -200,7 +220,7 @@ async def create_stateless_run(
 
 async def _stream(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
     srv = server(request)
-    run = await _create(request, body, thread_id, auth)
+    run = await _create(request, body, thread_id, auth, attached=True)
     events = srv.events.subscribe(run["run_id"], from_start=True)
     return sse_response(
         _sse_events(
@@ -230,7 +250,7 @@ async def stream_stateless_run(
 
 async def _wait(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
     srv = server(request)
-    run = await _create(request, body, thread_id, auth)
+    run = await _create(request, body, thread_id, auth, attached=True)
     events = srv.events.subscribe(run["run_id"], from_start=True)
     return StreamingResponse(
         _wait_body(
@@ -266,6 +286,8 @@ async def create_batch(
     body: list[models.RunCreate] = BodyParam(...),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
+    for item in body:
+        _check_applicable(item, stateless=True, attached=False)
     runs = await server(request).runs.create_batch(
         body,
         auth=auth,

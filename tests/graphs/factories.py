@@ -27,6 +27,7 @@ String annotations are covered in factories_strings.py.
 
 import asyncio
 import contextlib
+import functools
 import dataclasses
 import json
 import operator
@@ -260,3 +261,25 @@ async def seed_factory(runtime: ServerRuntime[SeedCtx]) -> AsyncIterator[Any]:
             yield build_graph()
     finally:
         log_access("seed_factory", "exit", runtime=runtime)
+
+
+# --- the remaining factory forms: functools.partial and a callable object ----------------------
+
+
+def _configured_factory(label: str, runtime: ServerRuntime):
+    log_access(label, runtime=runtime)
+    return build_graph()
+
+
+partial_factory = functools.partial(_configured_factory, "partial_factory")
+
+
+class CallableFactory:
+    """A callable object: the server calls the instance like a function."""
+
+    def __call__(self, config: RunnableConfig, runtime: ServerRuntime):
+        log_access("callable_factory", runtime=runtime, config=config)
+        return build_graph()
+
+
+callable_factory = CallableFactory()
