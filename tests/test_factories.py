@@ -302,3 +302,14 @@ def test_topology_guard_error_mode(tmp_path):
             http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "async_factory", "input": {"items": []}})
     finally:
         proc.stop()
+
+
+async def test_graph_with_its_own_persistence_is_announced_and_uses_the_servers(fserver, fclient):
+    log = fserver[0].log()
+    assert "graph 'own_persistence'" in log and "its own checkpointer and store" in log
+    thread = await fclient.threads.create()
+    assert await fclient.runs.wait(thread["thread_id"], "own_persistence", input={"items": ["x"]}) == {
+        "items": ["x", "kept"]
+    }
+    # the state lives in the server's checkpointer: readable through the API
+    assert (await fclient.threads.get_state(thread["thread_id"]))["values"] == {"items": ["x", "kept"]}
