@@ -27,6 +27,7 @@ def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
         port=args.port,
         dev=dev,
         topology_check=args.topology_check,
+        run_timeout=args.run_timeout,
     )
 
 
@@ -40,6 +41,7 @@ def _encode(settings: Settings) -> str:
             "port": settings.port,
             "dev": settings.dev,
             "topology_check": settings.topology_check,
+            "run_timeout": settings.run_timeout,
         }
     )
 
@@ -57,6 +59,7 @@ def app_from_env() -> Any:
         port=raw["port"],
         dev=raw["dev"],
         topology_check=raw["topology_check"],
+        run_timeout=raw["run_timeout"],
     )
     return create_app(settings)
 
@@ -111,6 +114,16 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
     return 0
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return seconds
+
+
 def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
     parser.add_argument("--config", default="langgraph.json", help="path to langgraph.json")
     parser.add_argument("--host", default="127.0.0.1" if dev else "0.0.0.0")
@@ -122,6 +135,12 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
         "--data-dir", default=None, help="where the SQLite database lives (default: .graphdock next to the config)"
     )
     parser.add_argument("--log-level", default="warning" if dev else "info")
+    parser.add_argument(
+        "--run-timeout",
+        type=_positive_seconds,
+        default=86400.0,
+        help="seconds a run may take before it ends with status timeout (default 86400)",
+    )
     parser.add_argument(
         "--topology-check",
         choices=("off", "warn", "error"),

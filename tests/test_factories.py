@@ -313,3 +313,25 @@ async def test_graph_with_its_own_persistence_is_announced_and_uses_the_servers(
     }
     # the state lives in the server's checkpointer: readable through the API
     assert (await fclient.threads.get_state(thread["thread_id"]))["values"] == {"items": ["x", "kept"]}
+
+
+def test_run_timeout_ends_the_run_and_exits_the_factory(tmp_path):
+    log = tmp_path / "calls.jsonl"
+    proc = ServerProcess(
+        tmp_path / "data", env={"GRAPHDOCK_FACTORY_LOG": str(log)}, args=["--run-timeout", "1"]
+    ).start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as http:
+            tid = http.post("/threads", json={}).json()["thread_id"]
+            body = http.post(
+                f"/threads/{tid}/runs/wait", json={"assistant_id": "cm_factory", "input": {"items": [], "sleep": 30}}
+            ).json()
+            assert body["__error__"]["error"] == "TimeoutError"
+            run = http.get(f"/threads/{tid}/runs").json()[0]
+            assert run["status"] == "timeout"
+            thread = http.get(f"/threads/{tid}").json()
+            assert thread["status"] == "error" and thread["error"]["error"] == "TimeoutError"
+        events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+        assert events == ["enter", "exit"]
+    finally:
+        proc.stop()
