@@ -140,3 +140,17 @@ def http(url: str) -> Iterator[httpx.Client]:
     """Raw HTTP, for wire-format checks."""
     with httpx.Client(base_url=url, timeout=30) as c:
         yield c
+
+
+async def start_hang(client, thread_id: str) -> str:
+    """Start a `hang` run and return its id once its node is running (it never finishes)."""
+    run_id = None
+    async for part in client.runs.stream(
+        thread_id, "hang", input={"items": []}, stream_mode="custom", on_disconnect="continue"
+    ):
+        if part.event == "metadata":
+            run_id = part.data["run_id"]
+        if part.event == "custom":
+            break
+    assert run_id is not None
+    return run_id

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError
 
+from conftest import start_hang
+
 SIMPLE_ASSISTANT = str(uuid.uuid5(uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8"), "simple"))
 
 EMPTY_STATE = {
@@ -44,20 +46,6 @@ async def asking(client) -> str:
     thread_id = await new_thread(client)
     await client.runs.wait(thread_id, "simple", input={"items": [], "ask": True})
     return thread_id
-
-
-async def start_hang(client, thread_id: str) -> str:
-    """Start a `hang` run and return its id once its node is running."""
-    run_id = None
-    async for part in client.runs.stream(
-        thread_id, "hang", input={"items": []}, stream_mode="custom", on_disconnect="continue"
-    ):
-        if part.event == "metadata":
-            run_id = part.data["run_id"]
-        if part.event == "custom":
-            break
-    assert run_id is not None
-    return run_id
 
 
 def assert_checkpoint(ref: Any, thread_id: str, ns: str = "") -> None:

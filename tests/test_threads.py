@@ -18,6 +18,8 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
+from conftest import start_hang
+
 SIMPLE_ASSISTANT = str(uuid.uuid5(uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8"), "simple"))
 FRESH_KEYS = {
     "thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status", "config", "values",
@@ -35,20 +37,6 @@ def is_iso(value: str) -> bool:
 
 async def run_simple(client, thread_id: str, **input: Any) -> Any:
     return await client.runs.wait(thread_id, "simple", input={"items": ["x"], **input})
-
-
-async def start_hang(client, thread_id: str) -> str:
-    """Start a `hang` run and return its id once its node is running (it never finishes)."""
-    run_id = None
-    async for part in client.runs.stream(
-        thread_id, "hang", input={"items": []}, stream_mode="custom", on_disconnect="continue"
-    ):
-        if part.event == "metadata":
-            run_id = part.data["run_id"]
-        if part.event == "custom":
-            break
-    assert run_id is not None
-    return run_id
 
 
 # -- create ---------------------------------------------------------------------
