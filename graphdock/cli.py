@@ -93,6 +93,7 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
 
     from graphdock.hosting import check_graphs
 
+    settings.config.apply_env()
     problems = check_graphs(settings.config)
     if problems:
         for line in problems:
@@ -173,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from graphdock.hosting import check_graphs
 
             config = load_config(args.config)
+            config.apply_env()
             problems = check_graphs(config)
             for line in problems:
                 print(f"error: {line}")

@@ -44,6 +44,11 @@ class Config:
     auth: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def apply_env(self) -> None:
+        """Export ``env`` to the process; variables that are already set win."""
+        for key, value in self.env.items():
+            os.environ.setdefault(key, value)
+
     def unsupported(self) -> list[str]:
         """Configuration keys graphdock does not act upon (reported at start-up)."""
         keys = [k for k in ("checkpointer", "webhooks", "ui", "ui_config", "encryption", "priority") if self.raw.get(k)]

@@ -33,8 +33,7 @@ class Server:
     async def start(self) -> None:
         settings = self.settings
         config = settings.config
-        for key, value in config.env.items():
-            os.environ.setdefault(key, value)
+        config.apply_env()
         for key in config.unsupported():
             logger.warning("langgraph.json: '%s' is not supported by graphdock yet and is ignored", key)
         graphs = load_graphs(config)
@@ -52,7 +51,7 @@ class Server:
         self._stack.push_async_callback(self.storage.close)
         store_ttl = (config.store or {}).get("ttl")
         saver, store = await self._stack.enter_async_context(
-            open_persistence(settings.database_path, ttl=store_ttl)  # type: ignore[arg-type]
+            open_persistence(ttl=store_ttl, database=self.storage.database)  # type: ignore[arg-type]
         )
         self.checkpointer = saver
         self.hosting = Hosting(
