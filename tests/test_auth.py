@@ -353,3 +353,35 @@ def test_disable_studio_auth(tmp_path):
             assert http.post("/threads", json={}, headers={**STUDIO, **ALICE}).status_code == 200
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    "token, identity, permissions, extra",
+    [
+        ("str-carol", "carol", [], {}),
+        ("obj-dave", "dave", ["obj-perm"], {"tier": "gold"}),
+        ("tuple-erin", "erin", ["tuple-perm"], {"display_name": "Erin"}),
+    ],
+)
+async def test_authenticate_return_forms(base, token, identity, permissions, extra):
+    client = _client(base, {"Authorization": f"Bearer {token}"})
+    out = await client.runs.wait(None, "whoami", input={})
+    assert out["auth_user_id"] == identity
+    assert out["permissions"] == permissions
+    full = out["auth_user_full"]
+    assert full["identity"] == identity and full["is_authenticated"] is True
+    for key, value in extra.items():
+        assert full[key] == value
+
+
+def test_authenticate_parameters_are_injected_by_name(base):
+    with httpx.Client(base_url=base) as http:
+        r = http.post(
+            "/runs/wait?probe=1",
+            json={"assistant_id": "whoami", "input": {}},
+            headers={"Authorization": "Bearer inspect", "x-probe": "hello"},
+        )
+        full = r.json()["auth_user_full"]
+    assert full["seen_path"] == "/runs/wait" and full["seen_method"] == "POST"
+    assert full["seen_query"] == {"probe": "1"} and full["seen_header"] == "hello"
+    assert full["has_request"] is True and full["scopes"] == []

@@ -70,6 +70,18 @@ class AuthenticatedUser:
     def get(self, key: str, default: Any = None) -> Any:
         return self._asdict().get(key, default)
 
+    def keys(self) -> Any:
+        return self._asdict().keys()
+
+    def items(self) -> Any:
+        return self._asdict().items()
+
+    def values(self) -> Any:
+        return self._asdict().values()
+
+    def __len__(self) -> int:
+        return len(self._asdict())
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AuthenticatedUser) and self._asdict() == other._asdict()
 

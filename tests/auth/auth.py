@@ -21,12 +21,47 @@ USERS = {
 }
 
 
+class _Principal:
+    """An object with an identity (and permissions), as some auth libraries return."""
+
+    def __init__(self, identity: str, permissions: list[str]) -> None:
+        self.identity = identity
+        self.permissions = permissions
+        self.tier = "gold"
+
+
 @auth.authenticate
-async def authenticate(authorization: str | None, headers: dict, path: str, method: str) -> Any:
+async def authenticate(
+    authorization: str | None,
+    headers: dict,
+    path: str,
+    method: str,
+    request: Any,
+    query_params: Any,
+    path_params: dict,
+    scopes: list,
+) -> Any:
     assert isinstance(headers, dict) and all(isinstance(k, bytes) for k in headers)
     if not authorization or not authorization.startswith("Bearer "):
         raise Auth.exceptions.HTTPException(status_code=401, detail="missing token")
     token = authorization.removeprefix("Bearer ")
+    # the other return forms
+    if token == "str-carol":
+        return "carol"
+    if token == "obj-dave":
+        return _Principal("dave", ["obj-perm"])
+    if token == "tuple-erin":
+        return (["tuple-perm"], {"identity": "erin", "display_name": "Erin"})
+    if token == "inspect":
+        return {
+            "identity": "inspector",
+            "seen_path": path,
+            "seen_method": method,
+            "seen_query": dict(query_params),
+            "seen_header": headers.get(b"x-probe", b"").decode(),
+            "has_request": request is not None and hasattr(request, "url"),
+            "scopes": list(scopes),
+        }
     if token == "bad":
         raise Auth.exceptions.HTTPException(status_code=403, detail="bad token")
     if token == "crash":

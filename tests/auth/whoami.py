@@ -26,6 +26,7 @@ class State(TypedDict, total=False):
     user_id: str
     server_user: Any
     factory_user: Any
+    auth_user_full: Any
 
 
 def _user(user: Any) -> Any:
@@ -43,6 +44,7 @@ def record(state: State, config: RunnableConfig, runtime: Runtime) -> dict:
         "permissions": list(conf.get("langgraph_auth_permissions") or []),
         "user_id": conf.get("user_id"),
         "server_user": _user(server_user),
+        "auth_user_full": None if conf.get("langgraph_auth_user") is None else dict(conf["langgraph_auth_user"]),
     }
 
 
