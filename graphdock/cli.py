@@ -115,6 +115,16 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
     return 0
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def _positive_seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -130,12 +140,15 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
     parser.add_argument("--host", default="127.0.0.1" if dev else "0.0.0.0")
     parser.add_argument("--port", type=int, default=2024 if dev else 8000)
     parser.add_argument(
-        "--n-jobs-per-worker", type=int, default=10, help="runs executed at once (default 10)"
+        "--n-jobs-per-worker", type=_positive_int, default=10, help="runs executed at once (default 10)"
     )
     parser.add_argument(
         "--data-dir", default=None, help="where the SQLite database lives (default: .graphdock next to the config)"
     )
-    parser.add_argument("--log-level", default="warning" if dev else "info")
+    parser.add_argument(
+        "--log-level", "--server-log-level", dest="log_level", type=str.lower,
+        choices=("critical", "error", "warning", "info", "debug"), default="warning" if dev else "info",
+    )
     parser.add_argument(
         "--run-timeout",
         type=_positive_seconds,
@@ -157,7 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="run a development server (auto-reload on file changes)")
     _common(dev, dev=True)
     dev.add_argument("--no-reload", action="store_true", help="do not restart when files change")
-    dev.add_argument("--no-browser", action="store_true", help="accepted for compatibility; no browser is opened")
+    dev.add_argument("--no-browser", action="store_true", help="graphdock never opens a browser")
+    dev.add_argument(
+        "--allow-blocking", action="store_true", help="graphdock never refuses blocking calls in graph code"
+    )
 
     serve = sub.add_parser("serve", help="run the server for production (no reload)")
     _common(serve, dev=False)
