@@ -119,11 +119,18 @@ class RssSampler:
             self._stop.wait(self.interval)
 
     def peak_kb(self, windows: list[tuple[float, float]]) -> int:
-        """The largest sample taken inside any of ``windows`` (monotonic start, end)."""
+        """The largest sample taken inside any of ``windows`` (monotonic start, end).
+
+        A window shorter than the sampling interval may contain no sample; it is then
+        represented by the first sample taken after it ends.
+        """
+        samples = list(self.samples)
         best = 0
-        for t, kb in list(self.samples):
-            if any(start <= t <= end for start, end in windows):
-                best = max(best, kb)
+        for start, end in windows:
+            inside = [kb for t, kb in samples if start <= t <= end]
+            if not inside:
+                inside = [kb for t, kb in samples if t > end][:1]
+            best = max([best, *inside])
         return best
 
 

@@ -3,7 +3,7 @@
     python bench/profile_summary.py PROFILE.txt [--top 6]
 
 Each sample is attributed to the innermost frame that belongs to a known layer
-(graphdock, langgraph/langchain-core, aiosqlite, the HTTP stack); samples whose
+(SQLite, graphdock, langgraph/langchain-core, the HTTP stack); samples whose
 stack holds none of them count as the asyncio loop / standard library. Record
 with ``--gil`` to count only samples that hold the GIL (CPU spent in Python).
 """
@@ -18,7 +18,10 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 _ROOTS = {"uvicorn/_compat.py", "uvicorn/main.py", "uvicorn/server.py", "graphdock/cli.py"}
 _LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("aiosqlite (calls into and replies from its worker threads)", ("aiosqlite/",)),
+    (
+        "SQLite (graphdock's database layer, langgraph's SQLite saver and store, aiosqlite)",
+        ("graphdock/backends/sqlite/", "sqlite/", "aiosqlite/"),
+    ),
     ("graphdock", ("graphdock/", "uuid_utils/")),
     (
         "langgraph + langchain-core",

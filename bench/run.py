@@ -87,7 +87,7 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
         name: [httpx.AsyncClient(base_url=srv.url, timeout=args.timeout) for _ in range(args.clients)]
         for name, srv in servers.items()
     }
-    saver, conn = await open_saver(workdir / "inprocess.sqlite")
+    saver, database = await open_saver(workdir / "inprocess.sqlite")
     inproc = InProcess(load_graphs(), saver)
     inproc_runs = inproc.runs()
     tallies: dict[tuple[str, str], Tally] = {}
@@ -132,7 +132,7 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
         for clients in http_clients.values():
             for client in clients:
                 await client.aclose()
-        await conn.close()
+        database.close()
 
     rows = []
     for workload in workloads:

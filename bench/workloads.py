@@ -198,9 +198,8 @@ class InProcess:
     """The bench graphs, run directly: the floor under any server's cost.
 
     Stateless shapes run without a checkpointer (graphdock executes temporary
-    runs without one); the threaded shape uses langgraph's ``AsyncSqliteSaver``
-    on a file opened like graphdock's (WAL, synchronous=NORMAL), a fresh
-    thread per run and ``durability="async"``.
+    runs without one); the threaded shape uses the checkpointer graphdock uses
+    (:func:`open_saver`), a fresh thread per run and ``durability="async"``.
     """
 
     graphs: dict[str, Any]
@@ -279,17 +278,17 @@ class InProcess:
 
 
 async def open_saver(path: Path) -> tuple[Any, Any]:
-    """An ``AsyncSqliteSaver`` on ``path`` with graphdock's connection settings; (saver, conn)."""
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    """The checkpointer graphdock uses (langgraph's ``SqliteSaver`` on graphdock's shared
+    connection: WAL, synchronous=NORMAL) on ``path``; (saver, database). Close the
+    database with ``database.close()``."""
+    from graphdock.backends.sqlite.database import Database
+    from graphdock.backends.sqlite.persistence import SqliteSaver
 
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA busy_timeout=30000")
-    saver = AsyncSqliteSaver(conn)
-    await saver.setup()
-    return saver, conn
+    database = Database(path)
+    database.open()
+    saver = SqliteSaver(database)
+    saver.setup()
+    return saver, database
 
 
 # -- the driver ----------------------------------------------------------------

@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_origins=["*"],
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-pagination-total", "x-pagination-next", "content-location"],
+            # location: the JS SDK reconnects a dropped stream to it (unreadable cross-origin otherwise)
+            expose_headers=["x-pagination-total", "x-pagination-next", "content-location", "location"],
         )
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Iterable
 
 from fastapi import Request
 from starlette.responses import Response
 
 from graphdock import serde
+from graphdock.errors import Unprocessable
 
 if TYPE_CHECKING:
     from graphdock.server import Server
@@ -41,6 +43,37 @@ def select_fields(rows: list[dict[str, Any]], select: Iterable[str] | None) -> l
         return rows
     keep = list(select)
     return [{k: r.get(k) for k in keep} for r in rows]
+
+
+def query_list(values: Iterable[str] | None, name: str) -> list[str]:
+    """The items of a repeatable query parameter ``name``, empty values dropped.
+
+    The JS SDK sends a list as one JSON-encoded value (``select=["run_id","status"]``)
+    where the Python SDK repeats the parameter; a value that starts with ``[`` is read as
+    a JSON array of strings (422 if it is not one).
+    """
+    items: list[str] = []
+    for value in values or ():
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = None
+            if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
+                raise Unprocessable(f"Invalid {name}: {value}")
+            items.extend(v.strip() for v in decoded if v.strip())
+        elif value:
+            items.append(value)
+    return items
+
+
+def last_event_id(value: str | None) -> str | None:
+    """A ``Last-Event-ID`` header with the JS SDK's ``-1`` ("from the start", what
+    ``useStream``'s ``joinStream`` sends by default) read as ``0``, which replays everything."""
+    if value is not None and value.strip() == "-1":
+        return "0"
+    return value
 
 
 def parse_bool(value: str | None, default: bool = False) -> bool:

@@ -7,9 +7,10 @@ acted upon are documented on the field.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 Metadata = Optional[dict[str, Any]]
 Json = Any
@@ -17,6 +18,39 @@ Json = Any
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """A JSON ``null`` for a field that has a default but cannot be null (``limit``,
+        ``if_exists``, ...) means "not given", as JS clients send ``null`` for unset options."""
+        if not isinstance(data, dict):
+            return data
+        defaulted = _non_nullable_defaults(cls)
+        if not any(data.get(key, 0) is None for key in defaulted):
+            return data
+        return {key: value for key, value in data.items() if not (value is None and key in defaulted)}
+
+
+def _admits_none(annotation: Any) -> bool:
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    return any(_admits_none(arg) for arg in get_args(annotation) if get_origin(annotation) is not Literal)
+
+
+_DEFAULTED: dict[type, frozenset[str]] = {}
+
+
+def _non_nullable_defaults(model: type[BaseModel]) -> frozenset[str]:
+    names = _DEFAULTED.get(model)
+    if names is None:
+        names = frozenset(
+            name
+            for name, field in model.model_fields.items()
+            if not field.is_required() and not _admits_none(field.annotation)
+        )
+        _DEFAULTED[model] = names
+    return names
 
 
 class Config(BaseModel):
@@ -302,6 +336,36 @@ class RunCreate(Body):
         if value:
             raise ValueError("langsmith_tracer needs LangSmith, which this server does not use")
         return None
+
+
+class BatchRunCreate(RunCreate):
+    """One item of ``POST /runs/batch``.
+
+    The JS SDK's ``runs.createBatch`` sends each payload as the caller wrote it, with
+    camelCase keys (``assistantId``, ``streamMode``, ``onCompletion``, ...) next to the
+    ``assistant_id`` it adds. The camelCase name of every field is therefore accepted
+    as a synonym and honoured like the snake_case one; giving both with different values
+    is a 422. Any other key is still unknown.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _camel_case_synonyms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        given_as: dict[str, str] = {}
+        for key, value in data.items():
+            name = _RUN_FIELD_SYNONYMS.get(key, key)
+            if name in out and out[name] != value:
+                raise ValueError(f"'{given_as[name]}' and '{key}' name the same field with different values")
+            out[name] = value
+            given_as[name] = key
+        return out
+
+
+_RUN_FIELD_SYNONYMS = {to_camel(name): name for name in RunCreate.model_fields if to_camel(name) != name}
+_RUN_FIELD_SYNONYMS["_langsmithTracer"] = "langsmith_tracer"
 
 
 class RunsCancel(Body):

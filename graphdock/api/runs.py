@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, AsyncIterator, Optional
 
 import orjson
@@ -12,8 +11,15 @@ from starlette.responses import Response, StreamingResponse
 
 from graphdock import serde
 from graphdock.api import models
-from graphdock.api.common import JSONResponse, parse_bool, select_fields, server
-from graphdock.api.sse import HEARTBEAT, frame, sse_response, with_ticks
+from graphdock.api.common import (
+    JSONResponse,
+    last_event_id as read_last_event_id,
+    parse_bool,
+    query_list,
+    select_fields,
+    server,
+)
+from graphdock.api.sse import HEARTBEAT, LastChunk, RunResponse, frame, sse_response, with_ticks
 from graphdock.auth import AuthContext, request_auth
 from graphdock.backends.base import Event
 from graphdock.backends.memory.eventlog import parse_event_id
@@ -126,9 +132,16 @@ class _WaitResult:
 
     def __init__(self) -> None:
         self.error: Any = None
-        self.values: Any = None
-        self.has_values = False
+        self.values_data: bytes | None = None  # the last values event, as sent
         self.interrupts: list[Any] = []  # every interrupt raised, in order, once each
+
+    @property
+    def has_values(self) -> bool:
+        return self.values_data is not None
+
+    @property
+    def values(self) -> Any:
+        return None if self.values_data is None else orjson.loads(self.values_data)
 
     def _add_interrupts(self, chunk: Any) -> None:
         if not isinstance(chunk, dict) or not chunk.get("__interrupt__"):
@@ -142,19 +155,27 @@ class _WaitResult:
         if event.event == "error":
             self.error = orjson.loads(event.data)
         elif event.event == "values":
-            self.values = orjson.loads(event.data)
-            self.has_values = True
-            self._add_interrupts(self.values)
+            self.values_data = event.data
+            if b'"__interrupt__"' in event.data:
+                self._add_interrupts(orjson.loads(event.data))
         elif event.event == "updates":
-            self._add_interrupts(orjson.loads(event.data))
+            if b'"__interrupt__"' in event.data:
+                self._add_interrupts(orjson.loads(event.data))
 
     def _interrupt_body(self) -> Any:
         """The last values when they carry every interrupt of the run, else all interrupts."""
-        last = self.values if isinstance(self.values, dict) else {}
+        values = self.values
+        last = values if isinstance(values, dict) else {}
         carried = [i.get("id") for i in last.get("__interrupt__") or () if isinstance(i, dict)]
         if carried and carried == [i.get("id") for i in self.interrupts if isinstance(i, dict)]:
-            return self.values
+            return values
         return {"__interrupt__": self.interrupts}
+
+    async def body_bytes(self, request: Request, thread_id: str, stateless: bool) -> bytes:
+        """:meth:`body` as JSON; the last values event's data as it was sent, when that is it."""
+        if self.error is None and not self.interrupts and self.values_data is not None:
+            return self.values_data
+        return serde.dumps(await self.body(request, thread_id, stateless))
 
     async def body(self, request: Request, thread_id: str, stateless: bool) -> Any:
         if self.error is not None:
@@ -196,7 +217,7 @@ async def _wait_body(
     finally:
         if not finished and cancel_on_disconnect and run is not None:
             _cancel_on_disconnect(request, run)
-    yield serde.dumps(await result.body(request, thread_id, stateless))
+    yield LastChunk(await result.body_bytes(request, thread_id, stateless))
 
 
 # -- creation ---------------------------------------------------------------------
@@ -231,6 +252,7 @@ async def _stream(request: Request, body: models.RunCreate, thread_id: str | Non
             cancel_on_disconnect=body.on_disconnect == "cancel",
         ),
         headers=_locations(run, thread_id is None, "/stream"),
+        watch_disconnect=body.on_disconnect == "cancel",
     )
 
 
@@ -252,7 +274,7 @@ async def _wait(request: Request, body: models.RunCreate, thread_id: str | None,
     srv = server(request)
     run = await _create(request, body, thread_id, auth, attached=True)
     events = srv.events.subscribe(run["run_id"], from_start=True)
-    return StreamingResponse(
+    return RunResponse(
         _wait_body(
             request,
             events,
@@ -261,6 +283,7 @@ async def _wait(request: Request, body: models.RunCreate, thread_id: str | None,
             run=run,
             cancel_on_disconnect=body.on_disconnect == "cancel",
         ),
+        watch_disconnect=body.on_disconnect == "cancel",
         media_type="application/json",
         headers=_locations(run, thread_id is None, "/join"),
     )
@@ -283,7 +306,7 @@ async def wait_stateless_run(
 @router.post("/runs/batch", summary="Create several stateless runs")
 async def create_batch(
     request: Request,
-    body: list[models.RunCreate] = BodyParam(...),
+    body: list[models.BatchRunCreate] = BodyParam(...),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     for item in body:
@@ -311,6 +334,7 @@ async def list_runs(
 ) -> JSONResponse:
     allowed = {"run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
                "kwargs", "multitask_strategy", "langsmith_session_name"}
+    select = query_list(select, "select") or None
     if select and set(select) - allowed:
         raise Unprocessable(f"Invalid select columns: {sorted(set(select) - allowed)}. Expected: {sorted(allowed)}")
     if status is not None and status not in ("pending", "running", "success", "error", "timeout", "interrupted"):
@@ -371,16 +395,7 @@ async def _only_errors(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
 
 
 def _join_filter(stream_mode: Optional[list[str]]) -> Any:
-    modes: list[str] = []
-    for value in stream_mode or []:
-        value = value.strip()
-        if value.startswith("["):
-            try:
-                modes.extend(str(v) for v in json.loads(value))
-            except ValueError:
-                raise Unprocessable(f"Invalid stream_mode: {value}") from None
-        elif value:
-            modes.append(value)
+    modes = query_list(stream_mode, "stream_mode")
     if not modes:
         return None
     wanted = set(modes)
@@ -408,6 +423,7 @@ async def join_run_stream(
 ) -> StreamingResponse:
     tid, rid = _tid(thread_id), _rid(run_id)
     accept = _join_filter(stream_mode)
+    last_event_id = read_last_event_id(last_event_id)
     if last_event_id is not None and parse_event_id(last_event_id) is None:
         raise Unprocessable("Invalid Last-Event-ID")
     srv = server(request)
@@ -489,12 +505,13 @@ async def thread_stream(
     requested: list[str] = []
     if stream_modes:
         requested.extend(m.strip() for m in stream_modes.split(",") if m.strip())
-    for value in stream_mode or []:
+    for value in query_list(stream_mode, "stream_mode"):
         requested.extend(m.strip() for m in value.split(",") if m.strip())
     unknown = set(requested) - _THREAD_MODES
     if unknown:
         raise Unprocessable(f"Invalid stream_modes {sorted(unknown)}; expected run_modes, lifecycle or state_update")
     modes = set(requested or ["run_modes"])
+    last_event_id = read_last_event_id(last_event_id)
     if last_event_id is not None and parse_event_id(last_event_id) is None:
         raise Unprocessable("Invalid Last-Event-ID: expected <ms>-<seq>")
     srv = server(request)

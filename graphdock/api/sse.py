@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from typing import AsyncIterator, TypeVar
+from typing import Any, AsyncIterator, TypeVar
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 T = TypeVar("T")
@@ -54,11 +55,22 @@ def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
     return out + b"\r\n"
 
 
-async def with_ticks(source: AsyncIterator[T], interval: float | None = None) -> AsyncIterator[T | None]:
+def with_ticks(source: AsyncIterator[T], interval: float | None = None) -> AsyncIterator[T | None]:
     """Items of ``source``, with ``None`` yielded whenever ``interval`` seconds (default: the
-    heartbeat interval) pass without one."""
+    heartbeat interval) pass without one.
+
+    A source with a ``ticking(interval)`` method (the event log's subscriptions) provides
+    the ticks itself; any other source is read through a task per item.
+    """
     if interval is None:
         interval = HEARTBEAT_SECONDS
+    ticking = getattr(source, "ticking", None)
+    if ticking is not None:
+        return ticking(interval)
+    return _with_tick_tasks(source, interval)
+
+
+async def _with_tick_tasks(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | None]:
     iterator = source.__aiter__()
     pending: asyncio.Task[T] | None = None
     try:
@@ -89,9 +101,75 @@ async def with_ticks(source: AsyncIterator[T], interval: float | None = None) ->
                 pass
 
 
-def sse_response(body: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream; charset=utf-8",
-        headers={**SSE_HEADERS, **(headers or {})},
-    )
+class LastChunk(bytes):
+    """The last chunk of a :class:`RunResponse` body: sent together with the end of the body."""
+
+
+class RunResponse(StreamingResponse):
+    """The streamed answer of a run-creating request, read in the request's own task.
+
+    Starlette's ``StreamingResponse`` runs every body in a task group beside a listener
+    for the client going away. A run's body ends when the run does, so the listener is
+    only needed when the client's departure must stop the body at once (the run's
+    ``on_disconnect="cancel"``): with ``watch_disconnect`` a listener task cancels the body
+    when the client leaves; without it the body runs to the run's end (the server drops
+    what is sent after the client left).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], *, watch_disconnect: bool, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.watch_disconnect = watch_disconnect
+
+    async def stream_response(self, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            if isinstance(chunk, LastChunk):
+                await send({"type": "http.response.body", "body": bytes(chunk), "more_body": False})
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.watch_disconnect:
+            try:
+                await self.stream_response(send)
+            except OSError:
+                raise ClientDisconnect() from None
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        left: list[bool] = []
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.append(True)
+            task.cancel()
+
+        listener = asyncio.create_task(listen())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not left or task.uncancel() > 0:
+                raise
+        finally:
+            listener.cancel()
+
+
+def sse_response(
+    body: AsyncIterator[bytes],
+    headers: dict[str, str] | None = None,
+    *,
+    watch_disconnect: bool | None = None,
+) -> StreamingResponse:
+    """An SSE response; ``watch_disconnect`` (True or False) makes it a :class:`RunResponse`."""
+    kwargs: dict[str, Any] = {
+        "media_type": "text/event-stream; charset=utf-8",
+        "headers": {**SSE_HEADERS, **(headers or {})},
+    }
+    if watch_disconnect is None:
+        return StreamingResponse(body, **kwargs)
+    return RunResponse(body, watch_disconnect=watch_disconnect, **kwargs)

@@ -173,8 +173,13 @@ class Storage(ABC):
         values: Any = ...,
         interrupts: Any = ...,
         error: Any = ...,
+        delete_thread: bool = False,
     ) -> None:
-        """Record a run's final status and its thread's state in one step."""
+        """Record a run's final status and its thread's state in one step.
+
+        With ``delete_thread`` (the end of a temporary run) the run's thread, its runs and
+        its checkpoints are deleted instead, in the same step.
+        """
 
     @abstractmethod
     async def set_run_status(self, run_id: str, status: str) -> Row | None: ...

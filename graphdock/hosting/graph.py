@@ -7,6 +7,7 @@ the server's checkpointer and store are attached to a graph.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import uuid
@@ -34,6 +35,7 @@ SYSTEM_ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 _UNSET: Any = object()
 
 
+@functools.lru_cache(maxsize=1024)
 def system_assistant_id(graph_id: str) -> str:
     """The id of the assistant the server creates for ``graph_id``."""
     return str(uuid.uuid5(SYSTEM_ASSISTANT_NAMESPACE, graph_id))
@@ -55,6 +57,7 @@ class Hosting:
         self.checkpointer = checkpointer
         self.topology = TopologyGuard(topology)
         self._learned_schemas: dict[str, Any] = {}
+        self._attached: dict[tuple[str, bool], Pregel] = {}
 
     # -- registry -------------------------------------------------------------
 
@@ -116,7 +119,14 @@ class Hosting:
         loaded = self.get(graph_id)
         saver = self.checkpointer if checkpointer is _UNSET else checkpointer
         if loaded.graph is not None:
-            yield self._attach(loaded.graph, graph_id, saver)
+            # a compiled graph is shared by every access; so is its copy with persistence
+            key = (graph_id, saver is None)
+            graph = self._attached.get(key) if saver is None or saver is self.checkpointer else None
+            if graph is None:
+                graph = self._attach(loaded.graph, graph_id, saver)
+                if saver is None or saver is self.checkpointer:
+                    self._attached[key] = graph
+            yield graph
             return
         if access_context == "threads.create_run":
             context = ctx.typed_context(self.context_schema(graph_id), context)

@@ -8,7 +8,6 @@ signal (interrupt or rollback) or the run timeout stops the stream at once.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -119,7 +118,6 @@ class Executor:
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
         await self.events.open(run_id, thread_id, resumable=bool(kwargs.get("resumable")))
-        flag, actions = self.events.cancel_signal(run_id)
         outcome = _Outcome()
         if not kwargs.get("temporary"):
             # what a rollback must put back on the checkpoints this run may add writes to
@@ -128,48 +126,70 @@ class Executor:
                 outcome.extra["head_writes"] = await self.storage.head_writes(thread_id, start)
             except Exception:
                 logger.exception("reading the pending writes of thread %s failed", thread_id)
-        inner = asyncio.create_task(self._stream(run, outcome), name=f"graph-{run_id}")
-        stop = asyncio.create_task(flag.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {inner, stop}, timeout=self.run_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            # the server is shutting down: stop the graph, leave the run to be retried
-            inner.cancel()
-            stop.cancel()
-            await asyncio.gather(inner, return_exceptions=True)
+        # The graph runs in this (the worker's) task; a cancel request or the run timeout
+        # cancels the task while it is inside _stream, and only then.
+        task = asyncio.current_task()
+        assert task is not None
+        stopped: list[str] = []  # why the graph was stopped: "cancel" or "timeout"
+        streaming = False
+
+        def stop(reason: str) -> None:
+            if streaming and not stopped:
+                stopped.append(reason)
+                task.cancel()
+
+        actions = self.events.on_cancel(run_id, lambda action: stop("cancel"))
+        shutdown = False
+        if actions:
+            stopped.append("cancel")  # cancelled before it started: the graph is not opened
+        else:
+            timer = asyncio.get_running_loop().call_later(self.run_timeout, stop, "timeout")
+            streaming = True
+            try:
+                await self._stream(run, outcome)
+            except asyncio.CancelledError:
+                if stopped:
+                    shutdown = task.uncancel() > 0  # cancelled by us, and by someone else too?
+                elif task.cancelling():
+                    shutdown = True
+                else:
+                    # a graph that raised CancelledError itself (nobody cancelled the run) failed
+                    outcome.error = asyncio.CancelledError("the graph cancelled itself")
+            except Exception as exc:
+                outcome.error = exc
+            else:
+                if stopped:
+                    task.uncancel()  # the graph swallowed our cancellation
+            finally:
+                streaming = False
+                timer.cancel()
+        if shutdown:
+            # the server is shutting down: leave the run to be retried
             await self.storage.set_run_status(run_id, "pending")
             await self.events.close(run_id)
-            raise
-        stop.cancel()
+            raise asyncio.CancelledError()
         status: str
-        if inner in done:
-            # a graph that raised CancelledError itself (nobody cancelled the run) failed
-            exc = asyncio.CancelledError("the graph cancelled itself") if inner.cancelled() else inner.exception()
-            if exc is not None:
-                outcome.error = exc
+        if not stopped:
             status = "error" if outcome.error is not None else "success"
+        elif stopped[0] == "cancel":
+            status = "rollback" if actions and actions[-1] == "rollback" else "interrupted"
         else:
-            inner.cancel()
-            await asyncio.gather(inner, return_exceptions=True)
-            if stop in done:
-                status = "rollback" if actions and actions[-1] == "rollback" else "interrupted"
-            else:
-                status = "timeout"
-                outcome.error = TimeoutError(f"Run exceeded the timeout of {self.run_timeout:g} seconds")
+            status = "timeout"
+            outcome.error = TimeoutError(f"Run exceeded the timeout of {self.run_timeout:g} seconds")
+        temporary = bool(kwargs.get("temporary"))
         try:
             try:
-                await self._record(run, status, outcome)
+                await self._record(run, status, outcome, temporary=temporary)
             except Exception as exc:
                 # never leave the run `running`: record a plain error instead
                 logger.exception("recording the outcome of run %s failed", run_id)
-                await self._record_failure(run_id, outcome.error if outcome.error is not None else exc)
-            finally:
-                # a temporary run's thread is gone before anyone waiting on the run is told
-                if kwargs.get("temporary"):
-                    await self.storage.delete_thread(thread_id)
-                    await self.hosting.checkpointer.adelete_thread(thread_id)
+                try:
+                    await self._record_failure(run_id, outcome.error if outcome.error is not None else exc)
+                finally:
+                    # a temporary run's thread is gone before anyone waiting on the run is told
+                    if temporary:
+                        await self.storage.delete_thread(thread_id)
+                        await self.hosting.checkpointer.adelete_thread(thread_id)
         finally:
             self.events.release_cancel(run_id)
             await self.events.close(run_id)
@@ -183,7 +203,8 @@ class Executor:
         run_id, thread_id = run["run_id"], run["thread_id"]
         kwargs = run["kwargs"]
         temporary = bool(kwargs.get("temporary"))
-        config = copy.deepcopy(kwargs.get("config") or {})
+        # the run row was just read from storage: its config is this run's own copy
+        config = kwargs.get("config") or {}
         configurable = config.setdefault("configurable", {})
         configurable["thread_id"] = thread_id
         configurable["run_id"] = run_id
@@ -273,10 +294,12 @@ class Executor:
                 continue
             await self.events.publish(run_id, "events", serde.dumps(event))
 
-    async def _record(self, run: Row, status: str, outcome: _Outcome) -> None:
+    async def _record(self, run: Row, status: str, outcome: _Outcome, *, temporary: bool = False) -> None:
+        """Record the run's outcome; a temporary run's thread (with its runs and checkpoints)
+        is deleted in the same step, before anyone waiting on the run is told."""
         run_id, thread_id = run["run_id"], run["thread_id"]
         snapshot = outcome.snapshot
-        if status == "error":
+        if status in ("error", "timeout"):
             assert outcome.error is not None
             if not isinstance(outcome.error, (UserInterrupt, UserRollback)):
                 logger.info("run %s failed: %r", run_id, outcome.error)
@@ -286,7 +309,11 @@ class Executor:
             if outcome.extra.get("head_writes") is not None:
                 await self.storage.restore_writes(thread_id, outcome.extra["head_writes"])
             await self.storage.delete_run(run_id, thread_id)
-            await restore_thread_status(self.storage, thread_id)
+            if temporary:
+                await self.storage.delete_thread(thread_id)
+                await self.hosting.checkpointer.adelete_thread(thread_id)
+            else:
+                await restore_thread_status(self.storage, thread_id)
             return
         state_fields: dict[str, Any] = {}
         if snapshot is not None and snapshot.created_at is not None:
@@ -305,5 +332,10 @@ class Executor:
             thread_status = "error"
             error = serde.error_payload(outcome.error) if outcome.error else None
         await self.storage.finish_run(
-            run_id, status, thread_status=thread_status, error=error, **state_fields
+            run_id,
+            status,
+            thread_status=thread_status,
+            error=error,
+            delete_thread=temporary,
+            **state_fields,
         )

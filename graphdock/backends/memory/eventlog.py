@@ -16,7 +16,7 @@ import asyncio
 import time
 import weakref
 from collections import defaultdict, deque
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from graphdock import serde
 from graphdock.backends.base import CancelAction, Event, EventLog
@@ -39,17 +39,106 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
 class _RunLog:
     __slots__ = ("run_id", "thread_id", "resumable", "events", "finished", "waiters")
 
-    def __init__(self, run_id: str, thread_id: str | None, resumable: bool) -> None:
+    def __init__(
+        self, run_id: str, thread_id: str | None, resumable: bool, *, finished: bool = False
+    ) -> None:
         self.run_id = run_id
         self.thread_id = thread_id
         self.resumable = resumable
         self.events: list[Event] = []
-        self.finished = False
-        self.waiters: set[asyncio.Event] = set()
+        self.finished = finished
+        self.waiters: set[_Waker] = set()
 
     def wake(self) -> None:
         for waiter in self.waiters:
-            waiter.set()
+            waiter.wake()
+
+
+class _Waker:
+    """What a subscriber waiting for a run's next event is woken through."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[bool] | None = None
+
+    def wake(self) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(True)
+
+
+def _tick(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+class _RunSubscription:
+    """A run subscriber: the log's events from ``index`` on, until the run's stream is closed.
+
+    Iterating needs no task of its own; :meth:`ticking` is the same stream with ``None``
+    yielded whenever ``interval`` seconds pass without an event (heartbeats).
+    """
+
+    def __init__(self, log: _RunLog, index: int) -> None:
+        self._log = log
+        self._index = index
+        self._waiter = _Waker()
+        self._closed = False
+        log.waiters.add(self._waiter)
+
+    def __aiter__(self) -> "_RunSubscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._next(None)
+        assert item is not None
+        return item
+
+    async def _next(self, interval: float | None) -> Event | None:
+        log = self._log
+        while True:
+            if self._index < len(log.events):
+                item = log.events[self._index]
+                self._index += 1
+                return item
+            if log.finished or self._closed:
+                self._close()
+                raise StopAsyncIteration
+            loop = asyncio.get_running_loop()
+            future = self._waiter.future = loop.create_future()
+            timer = None if interval is None else loop.call_later(interval, _tick, future)
+            try:
+                woken = await future
+            finally:
+                self._waiter.future = None
+                if timer is not None:
+                    timer.cancel()
+            if not woken:
+                # events are read by index: one published as the timer fired is not lost
+                return None
+
+    async def ticking(self, interval: float) -> AsyncIterator[Event | None]:
+        """The events, with ``None`` whenever ``interval`` seconds pass without one."""
+        try:
+            while True:
+                try:
+                    item = await self._next(interval)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._log.waiters.discard(self._waiter)
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def __del__(self) -> None:
+        self._log.waiters.discard(self._waiter)
 
 
 class MemoryEventLog(EventLog):
@@ -61,7 +150,7 @@ class MemoryEventLog(EventLog):
         self._thread_runs: dict[str, list[str]] = defaultdict(list)
         self._last_ms = 0
         self._seq = 0
-        self._cancels: dict[str, tuple[asyncio.Event, list[CancelAction]]] = {}
+        self._cancels: dict[str, _CancelSignal] = {}
 
     def _next_id(self) -> str:
         ms = max(int(time.time() * 1000), self._last_ms)
@@ -135,7 +224,7 @@ class MemoryEventLog(EventLog):
         self._expire()
         log = self._runs.get(run_id)
         if log is None:
-            return self._empty()
+            return _RunSubscription(_RunLog(run_id, None, False, finished=True), 0)
         if from_start:
             index = 0
         elif last_event_id is not None and log.resumable:
@@ -145,30 +234,7 @@ class MemoryEventLog(EventLog):
                 index += 1
         else:
             index = len(log.events)
-        waiter = asyncio.Event()
-        log.waiters.add(waiter)
-        return self._follow(log, index, waiter)
-
-    @staticmethod
-    async def _empty() -> AsyncIterator[Event]:
-        return
-        yield  # pragma: no cover - makes this an async generator
-
-    @staticmethod
-    async def _follow(log: _RunLog, index: int, waiter: asyncio.Event) -> AsyncIterator[Event]:
-        try:
-            while True:
-                while index < len(log.events):
-                    yield log.events[index]
-                    index += 1
-                if log.finished:
-                    return
-                waiter.clear()
-                if index < len(log.events) or log.finished:
-                    continue
-                await waiter.wait()
-        finally:
-            log.waiters.discard(waiter)
+        return _RunSubscription(log, index)
 
     def subscribe_thread(
         self, thread_id: str, *, last_event_id: str | None = None
@@ -205,19 +271,39 @@ class MemoryEventLog(EventLog):
 
     # -- cancel signals ------------------------------------------------------
 
-    def cancel_signal(self, run_id: str) -> tuple[asyncio.Event, list[CancelAction]]:
-        """The event a worker waits on to learn that ``run_id`` must stop, and the action."""
-        if run_id not in self._cancels:
-            self._cancels[run_id] = (asyncio.Event(), [])
-        return self._cancels[run_id]
+    def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
+        """Call ``callback(action)`` at each cancel request for ``run_id`` (at once for one
+        already made); returns the list of actions requested, which keeps growing."""
+        signal = self._signal(run_id)
+        signal.callbacks.append(callback)
+        for action in list(signal.actions):
+            callback(action)
+        return signal.actions
+
+    def _signal(self, run_id: str) -> "_CancelSignal":
+        signal = self._cancels.get(run_id)
+        if signal is None:
+            signal = self._cancels[run_id] = _CancelSignal()
+        return signal
 
     def request_cancel(self, run_id: str, action: CancelAction) -> None:
-        flag, actions = self.cancel_signal(run_id)
-        actions.append(action)
-        flag.set()
+        signal = self._signal(run_id)
+        signal.actions.append(action)
+        for callback in list(signal.callbacks):
+            callback(action)
 
     def release_cancel(self, run_id: str) -> None:
         self._cancels.pop(run_id, None)
+
+
+class _CancelSignal:
+    """The cancel requests made for a run (the last action counts) and who to tell."""
+
+    __slots__ = ("actions", "callbacks")
+
+    def __init__(self) -> None:
+        self.actions: list[CancelAction] = []
+        self.callbacks: list[Callable[[CancelAction], None]] = []
 
 
 class _ThreadSubscription:
@@ -243,3 +329,20 @@ class _ThreadSubscription:
 
     async def aclose(self) -> None:
         self._unsubscribe()
+
+    async def ticking(self, interval: float) -> AsyncIterator[Event | None]:
+        """The events, with ``None`` whenever ``interval`` seconds pass without one."""
+        try:
+            while self._unsubscribe.alive:
+                if self._replay:
+                    yield self._replay.popleft()
+                    continue
+                try:
+                    async with asyncio.timeout(interval):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    yield None  # a cancelled get leaves its item in the queue
+                    continue
+                yield item
+        finally:
+            self._unsubscribe()

@@ -1,55 +1,150 @@
-"""langgraph's own SQLite checkpointer and store, opened on graphdock's database file."""
+"""langgraph's own SQLite checkpointer and store, on graphdock's shared connection.
+
+Both are langgraph's synchronous classes (``SqliteSaver``, ``SqliteStore``): their SQL,
+their serialisation and their on-disk format are used unchanged. graphdock only
+decides how they reach the connection: each call is one transaction on the shared
+:class:`Database` (so checkpoint writes never contend with graphdock's own rows for
+SQLite's lock), and the async methods langgraph calls from the event loop run the
+synchronous ones there, instead of raising.
+"""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import sqlite3
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.store.base import TTLConfig
-from langgraph.store.sqlite.aio import AsyncSqliteStore
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver as _LangGraphSqliteSaver
+from langgraph.store.base import Result, TTLConfig
+from langgraph.store.sqlite import SqliteStore as _LangGraphSqliteStore
+
+from graphdock.backends.sqlite.database import Database
 
 
-class SqliteStore(AsyncSqliteStore):
-    """langgraph's AsyncSqliteStore with its TTL support reported truthfully.
+class SqliteSaver(_LangGraphSqliteSaver):
+    """langgraph's ``SqliteSaver`` on the shared connection, with an async interface."""
 
-    The async store writes ``expires_at`` for items put with a ``ttl`` and sweeps
-    them, but inherits ``supports_ttl = False``, which makes ``aput(ttl=...)`` refuse.
-    """
+    def __init__(self, database: Database) -> None:
+        super().__init__(database.conn)
+        self.database = database
 
-    supports_ttl = True
+    def setup(self) -> None:
+        if self.is_setup:
+            return
+        with self.database.locked():
+            super().setup()
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        self.setup()
+        with self.database.transaction(write=transaction) as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for item in list(self.list(config, filter=filter, before=before, limit=limit)):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self.get_delta_channel_history(config=config, channels=channels)
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+class SqliteStore(_LangGraphSqliteStore):
+    """langgraph's ``SqliteStore`` on the shared connection, with an async interface."""
+
+    def __init__(self, database: Database, *, ttl: TTLConfig | None = None) -> None:
+        super().__init__(database.conn, ttl=ttl)
+        self.database = database
+
+    def setup(self) -> None:
+        if self.is_setup:
+            return
+        with self.database.locked():
+            super().setup()
+
+    @contextmanager
+    def _cursor(self, *, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        self.setup()
+        with self.database.transaction(write=transaction) as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    async def abatch(self, ops: Any) -> list[Result]:
+        return self.batch(ops)
 
 
 @asynccontextmanager
 async def open_persistence(
-    path: Path | str, *, ttl: TTLConfig | None = None
-) -> AsyncIterator[tuple[AsyncSqliteSaver, SqliteStore]]:
-    """Open the checkpointer and the store (each on its own connection) for the server's life."""
-    path = str(path)
-    saver_conn = await _connect(path)
-    store_conn = await _connect(path)
+    path: Path | str | None = None,
+    *,
+    ttl: TTLConfig | None = None,
+    database: Database | None = None,
+) -> AsyncIterator[tuple[SqliteSaver, SqliteStore]]:
+    """The checkpointer and the store for the server's life, on ``database`` (shared with
+    the storage) or on a database of their own opened at ``path``."""
+    own = database is None
+    if database is None:
+        assert path is not None, "give a path or a database"
+        database = Database(path)
+        database.open()
     try:
-        saver = AsyncSqliteSaver(saver_conn)
-        await saver.setup()
-        store = SqliteStore(store_conn, ttl=ttl or {"sweep_interval_minutes": 5})
-        await store.setup()
-        await store.start_ttl_sweeper()
+        saver = SqliteSaver(database)
+        saver.setup()
+        store = SqliteStore(database, ttl=ttl or {"sweep_interval_minutes": 5})
+        store.setup()
+        store.start_ttl_sweeper()
         try:
             yield saver, store
         finally:
-            await store.stop_ttl_sweeper(timeout=1)
+            store.stop_ttl_sweeper(timeout=1)
     finally:
-        await saver_conn.close()
-        await store_conn.close()
-
-
+        if own:
+            database.close()

@@ -1,21 +1,25 @@
 """SQLite implementation of :class:`graphdock.backends.base.Storage`.
 
-One aiosqlite connection serialised by an asyncio lock; every public method is a
-single transaction. JSON columns hold compact JSON text. Metadata containment
-filters are evaluated inside the query by the ``json_contains`` SQL function.
+Every public method is one synchronous function run as one transaction on the
+shared :class:`~graphdock.backends.sqlite.database.Database` connection (writes
+with ``BEGIN IMMEDIATE``, point reads holding the connection); searches, counts and
+listings run on the database's reader thread. JSON columns hold compact JSON
+text. Metadata containment filters are evaluated inside the query by the
+``json_contains`` SQL function.
+
+Assistant rows (up to 1024) are cached as their raw column values, decoded on each
+read, until this storage changes them; nothing else writes them while the server runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import asynccontextmanager
+import sqlite3
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
-
-import aiosqlite
+from typing import Any, Sequence
 
 from graphdock import serde
 from graphdock.backends.base import Page, Row, SortOrder, Storage
+from graphdock.backends.sqlite.database import Database, Synchronous
 from graphdock.errors import Conflict, NotFound
 from graphdock.filters import auth_match, json_auth_match, json_contains
 
@@ -78,14 +82,44 @@ _JSON_COLUMNS = {"config", "context", "metadata", "values", "interrupts", "error
 _ASSISTANT_SORT = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
 _THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
 
+_ASSISTANT_CACHE_SIZE = 1024
 
-def _row(cursor: aiosqlite.Cursor, raw: Sequence[Any]) -> Row:
+_REJECT_MESSAGE = (
+    "Thread is already running a task. Wait for it to finish or choose a"
+    " different multitask strategy."
+)
+
+_WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
+
+Conn = sqlite3.Connection
+
+
+def _decoder(description: Sequence[Any]) -> list[tuple[str, bool]]:
+    return [(d[0], d[0] in _JSON_COLUMNS) for d in description]
+
+
+def _decode(columns: list[tuple[str, bool]], raw: Sequence[Any]) -> Row:
     out: Row = {}
-    for (name, *_), value in zip(cursor.description, raw):
-        if name in _JSON_COLUMNS and value is not None:
+    for (name, is_json), value in zip(columns, raw):
+        if is_json and value is not None:
             value = serde.loads(value)
         out[name] = value
     return out
+
+
+def _one(conn: Conn, sql: str, params: Sequence[Any] = ()) -> Row | None:
+    cur = conn.execute(sql, params)
+    raw = cur.fetchone()
+    return _decode(_decoder(cur.description), raw) if raw is not None else None
+
+
+def _all(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    cur = conn.execute(sql, params)
+    raws = cur.fetchall()
+    if not raws:
+        return []
+    columns = _decoder(cur.description)
+    return [_decode(columns, raw) for raw in raws]
 
 
 def _j(value: Any) -> str:
@@ -99,75 +133,92 @@ def _auth(flt: Row | None, column: str = "metadata") -> tuple[str, list[Any]]:
     return f"json_auth_match({column}, ?)", [_j(flt)]
 
 
-class SqliteStorage(Storage):
-    """Storage over one SQLite file (WAL mode)."""
+def _has_inflight(conn: Conn, thread_id: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running') LIMIT 1",
+            (thread_id,),
+        ).fetchone()
+        is not None
+    )
 
-    def __init__(self, path: Path | str) -> None:
+
+class SqliteStorage(Storage):
+    """Storage over one SQLite file (WAL mode), on a :class:`Database` it shares with
+    langgraph's checkpointer and store."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Synchronous = "NORMAL",
+    ) -> None:
         self.path = str(path)
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self.database = Database(
+            path,
+            synchronous=synchronous,
+            functions={"json_contains": json_contains, "json_auth_match": json_auth_match},
+        )
+        self._assistants: dict[str, tuple[list[tuple[str, bool]], tuple[Any, ...]]] = {}
 
     async def setup(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=30000")
-        await conn.create_function("json_contains", 2, json_contains, deterministic=True)
-        await conn.create_function("json_auth_match", 2, json_auth_match, deterministic=True)
-        await conn.executescript(_SCHEMA)
-        self._conn = conn
+        self.database.open()
+        with self.database.locked() as conn:
+            conn.executescript(_SCHEMA)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        self.database.close()
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        assert self._conn is not None, "storage is not set up"
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
-                await self._conn.execute("COMMIT")
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        return self.database.write(fn, *args)
 
-    @staticmethod
-    async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with conn.execute(sql, params) as cur:
-            raw = await cur.fetchone()
-            return _row(cur, raw) if raw is not None else None
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        return self.database.read(fn, *args)
 
-    @staticmethod
-    async def _all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with conn.execute(sql, params) as cur:
-            return [_row(cur, raw) for raw in await cur.fetchall()]
+    async def _scan(self, fn: Any, *args: Any) -> Any:
+        return await self.database.scan(fn, *args)
 
     # -- assistants -----------------------------------------------------------
+
+    def _forget_assistant(self, assistant_id: str) -> None:
+        self._assistants.pop(assistant_id, None)
+
+    def _assistant_row(self, conn: Conn, assistant_id: str) -> Row | None:
+        """The current assistant row, from the cache or the table."""
+        cached = self._assistants.get(assistant_id)
+        if cached is None:
+            cur = conn.execute("SELECT * FROM gd_assistants WHERE assistant_id = ?", (assistant_id,))
+            raw = cur.fetchone()
+            if raw is None:
+                return None
+            cached = (_decoder(cur.description), tuple(raw))
+            if len(self._assistants) >= _ASSISTANT_CACHE_SIZE:
+                del self._assistants[next(iter(self._assistants))]  # the oldest entry
+            self._assistants[assistant_id] = cached
+        return _decode(*cached)
 
     async def put_assistant(
         self, row: Row, *, if_exists: str, auth_filter: Row | None = None
     ) -> tuple[Row, bool]:
-        async with self._tx() as conn:
-            existing = await self._one(
-                conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (row["assistant_id"],)
-            )
-            if existing is not None:
-                if auth_filter and not auth_match(existing["metadata"], auth_filter):
-                    raise Conflict(f"Assistant {row['assistant_id']} already exists")
-                if if_exists == "do_nothing":
-                    return existing, False
-                raise Conflict(f"Assistant {row['assistant_id']} already exists")
-            await self._insert_assistant(conn, row)
-            return row, True
+        return await self._write(self._put_assistant, row, if_exists, auth_filter)
 
-    async def _insert_assistant(self, conn: aiosqlite.Connection, row: Row) -> None:
-        await conn.execute(
+    def _put_assistant(
+        self, conn: Conn, row: Row, if_exists: str, auth_filter: Row | None
+    ) -> tuple[Row, bool]:
+        existing = self._assistant_row(conn, row["assistant_id"])
+        if existing is not None:
+            if auth_filter and not auth_match(existing["metadata"], auth_filter):
+                raise Conflict(f"Assistant {row['assistant_id']} already exists")
+            if if_exists == "do_nothing":
+                return existing, False
+            raise Conflict(f"Assistant {row['assistant_id']} already exists")
+        self._forget_assistant(row["assistant_id"])
+        self._insert_assistant(conn, row)
+        return row, True
+
+    @staticmethod
+    def _insert_assistant(conn: Conn, row: Row) -> None:
+        conn.execute(
             "INSERT INTO gd_assistants (assistant_id, graph_id, config, context, metadata, name,"
             " description, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
@@ -183,11 +234,11 @@ class SqliteStorage(Storage):
                 row["updated_at"],
             ),
         )
-        await self._insert_version(conn, row)
+        SqliteStorage._insert_version(conn, row)
 
     @staticmethod
-    async def _insert_version(conn: aiosqlite.Connection, row: Row) -> None:
-        await conn.execute(
+    def _insert_version(conn: Conn, row: Row) -> None:
+        conn.execute(
             "INSERT INTO gd_assistant_versions (assistant_id, version, graph_id, config, context,"
             " metadata, name, description, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
             (
@@ -206,93 +257,99 @@ class SqliteStorage(Storage):
     async def ensure_system_assistant(
         self, assistant_id: str, graph_id: str, name: str, description: str | None
     ) -> None:
+        await self._write(self._ensure_system_assistant, assistant_id, graph_id, name, description)
+
+    def _ensure_system_assistant(
+        self, conn: Conn, assistant_id: str, graph_id: str, name: str, description: str | None
+    ) -> None:
         now = serde.now_iso()
-        async with self._tx() as conn:
-            existing = await self._one(
-                conn, "SELECT * FROM gd_assistants WHERE assistant_id = ?", (assistant_id,)
+        existing = self._assistant_row(conn, assistant_id)
+        self._forget_assistant(assistant_id)
+        if existing is None:
+            self._insert_assistant(
+                conn,
+                {
+                    "assistant_id": assistant_id,
+                    "graph_id": graph_id,
+                    "config": {},
+                    "context": {},
+                    "metadata": {"created_by": "system"},
+                    "name": name,
+                    "description": description,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            if existing is None:
-                await self._insert_assistant(
-                    conn,
-                    {
-                        "assistant_id": assistant_id,
-                        "graph_id": graph_id,
-                        "config": {},
-                        "context": {},
-                        "metadata": {"created_by": "system"},
-                        "name": name,
-                        "description": description,
-                        "version": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
-            elif existing["name"] != name or existing["description"] != description:
-                await conn.execute(
-                    "UPDATE gd_assistants SET name = ?, description = ? WHERE assistant_id = ?",
-                    (name, description, assistant_id),
-                )
+        elif existing["name"] != name or existing["description"] != description:
+            conn.execute(
+                "UPDATE gd_assistants SET name = ?, description = ? WHERE assistant_id = ?",
+                (name, description, assistant_id),
+            )
 
     async def get_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> Row | None:
-        clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            return await self._one(
-                conn,
-                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
-                (assistant_id, *params),
-            )
+        return await self._read(self._get_assistant, assistant_id, auth_filter)
+
+    def _get_assistant(self, conn: Conn, assistant_id: str, auth_filter: Row | None) -> Row | None:
+        row = self._assistant_row(conn, assistant_id)
+        if row is None or (auth_filter and not auth_match(row["metadata"], auth_filter)):
+            return None
+        return row
 
     async def patch_assistant(
         self, assistant_id: str, changes: Row, *, auth_filter: Row | None = None
     ) -> Row | None:
-        clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            current = await self._one(
-                conn,
-                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
-                (assistant_id, *params),
-            )
-            if current is None:
-                return None
-            async with conn.execute(
-                "SELECT MAX(version) FROM gd_assistant_versions WHERE assistant_id = ?",
-                (assistant_id,),
-            ) as cur:
-                (max_version,) = await cur.fetchone()  # type: ignore[misc]
-            row = dict(current)
-            row.update(changes)
-            row["version"] = int(max_version or 0) + 1
-            row["updated_at"] = serde.now_iso()
-            await conn.execute(
-                "UPDATE gd_assistants SET graph_id=?, config=?, context=?, metadata=?, name=?,"
-                " description=?, version=?, updated_at=? WHERE assistant_id=?",
-                (
-                    row["graph_id"],
-                    _j(row["config"]),
-                    _j(row["context"]),
-                    _j(row["metadata"]),
-                    row["name"],
-                    row["description"],
-                    row["version"],
-                    row["updated_at"],
-                    assistant_id,
-                ),
-            )
-            await self._insert_version(conn, row)
-            return row
+        return await self._write(self._patch_assistant, assistant_id, changes, auth_filter)
+
+    def _patch_assistant(
+        self, conn: Conn, assistant_id: str, changes: Row, auth_filter: Row | None
+    ) -> Row | None:
+        current = self._get_assistant(conn, assistant_id, auth_filter)
+        if current is None:
+            return None
+        self._forget_assistant(assistant_id)
+        (max_version,) = conn.execute(
+            "SELECT MAX(version) FROM gd_assistant_versions WHERE assistant_id = ?", (assistant_id,)
+        ).fetchone()
+        row = dict(current)
+        row.update(changes)
+        row["version"] = int(max_version or 0) + 1
+        row["updated_at"] = serde.now_iso()
+        self._update_assistant(conn, assistant_id, row)
+        self._insert_version(conn, row)
+        return row
+
+    @staticmethod
+    def _update_assistant(conn: Conn, assistant_id: str, row: Row) -> None:
+        conn.execute(
+            "UPDATE gd_assistants SET graph_id=?, config=?, context=?, metadata=?, name=?,"
+            " description=?, version=?, updated_at=? WHERE assistant_id=?",
+            (
+                row["graph_id"],
+                _j(row["config"]),
+                _j(row["context"]),
+                _j(row["metadata"]),
+                row["name"],
+                row["description"],
+                row["version"],
+                row["updated_at"],
+                assistant_id,
+            ),
+        )
 
     async def delete_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> bool:
+        return await self._write(self._delete_assistant, assistant_id, auth_filter)
+
+    def _delete_assistant(self, conn: Conn, assistant_id: str, auth_filter: Row | None) -> bool:
         clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                f"DELETE FROM gd_assistants WHERE assistant_id = ? AND {clause}", (assistant_id, *params)
-            )
-            if cur.rowcount == 0:
-                return False
-            await conn.execute(
-                "DELETE FROM gd_assistant_versions WHERE assistant_id = ?", (assistant_id,)
-            )
-            return True
+        self._forget_assistant(assistant_id)
+        cur = conn.execute(
+            f"DELETE FROM gd_assistants WHERE assistant_id = ? AND {clause}", (assistant_id, *params)
+        )
+        if cur.rowcount == 0:
+            return False
+        conn.execute("DELETE FROM gd_assistant_versions WHERE assistant_id = ?", (assistant_id,))
+        return True
 
     @staticmethod
     def _assistant_where(
@@ -334,13 +391,12 @@ class SqliteStorage(Storage):
         where, params = self._assistant_where(graph_id, name, metadata, graph_ids, auth_filter)
         column = sort_by if sort_by in _ASSISTANT_SORT else "created_at"
         direction = "ASC" if sort_order == "asc" else "DESC"
-        async with self._tx() as conn:
-            rows = await self._all(
-                conn,
-                f"SELECT * FROM gd_assistants WHERE {where} ORDER BY {column} {direction},"
-                f" assistant_id {direction} LIMIT ? OFFSET ?",
-                [*params, limit + 1, offset],
-            )
+        rows = await self._scan(
+            _all,
+            f"SELECT * FROM gd_assistants WHERE {where} ORDER BY {column} {direction},"
+            f" assistant_id {direction} LIMIT ? OFFSET ?",
+            [*params, limit + 1, offset],
+        )
         return Page(rows[:limit], len(rows) > limit)
 
     async def count_assistants(
@@ -353,10 +409,7 @@ class SqliteStorage(Storage):
         auth_filter: Row | None = None,
     ) -> int:
         where, params = self._assistant_where(graph_id, name, metadata, graph_ids, auth_filter)
-        async with self._tx() as conn:
-            async with conn.execute(f"SELECT COUNT(*) FROM gd_assistants WHERE {where}", params) as cur:
-                (n,) = await cur.fetchone()  # type: ignore[misc]
-        return int(n)
+        return await self._scan(_count, f"SELECT COUNT(*) FROM gd_assistants WHERE {where}", params)
 
     async def assistant_versions(
         self, assistant_id: str, *, metadata: Row | None, limit: int, offset: int
@@ -365,59 +418,44 @@ class SqliteStorage(Storage):
         if metadata:
             clauses.append("json_contains(metadata, ?)")
             params.append(_j(metadata))
-        async with self._tx() as conn:
-            return await self._all(
-                conn,
-                f"SELECT * FROM gd_assistant_versions WHERE {' AND '.join(clauses)}"
-                " ORDER BY version DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
+        return await self._scan(
+            _all,
+            f"SELECT * FROM gd_assistant_versions WHERE {' AND '.join(clauses)}"
+            " ORDER BY version DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
 
     async def set_assistant_version(
         self, assistant_id: str, version: int, *, auth_filter: Row | None = None
     ) -> Row | None:
-        clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            current = await self._one(
-                conn,
-                f"SELECT * FROM gd_assistants WHERE assistant_id = ? AND {clause}",
-                (assistant_id, *params),
-            )
-            if current is None:
-                raise NotFound(f"Assistant {assistant_id} not found")
-            ver = await self._one(
-                conn,
-                "SELECT * FROM gd_assistant_versions WHERE assistant_id = ? AND version = ?",
-                (assistant_id, version),
-            )
-            if ver is None:
-                return None
-            row = dict(current)
-            for key in ("graph_id", "config", "context", "metadata", "name", "description", "version"):
-                row[key] = ver[key]
-            row["updated_at"] = serde.now_iso()
-            await conn.execute(
-                "UPDATE gd_assistants SET graph_id=?, config=?, context=?, metadata=?, name=?,"
-                " description=?, version=?, updated_at=? WHERE assistant_id=?",
-                (
-                    row["graph_id"],
-                    _j(row["config"]),
-                    _j(row["context"]),
-                    _j(row["metadata"]),
-                    row["name"],
-                    row["description"],
-                    row["version"],
-                    row["updated_at"],
-                    assistant_id,
-                ),
-            )
-            return row
+        return await self._write(self._set_assistant_version, assistant_id, version, auth_filter)
+
+    def _set_assistant_version(
+        self, conn: Conn, assistant_id: str, version: int, auth_filter: Row | None
+    ) -> Row | None:
+        current = self._get_assistant(conn, assistant_id, auth_filter)
+        if current is None:
+            raise NotFound(f"Assistant {assistant_id} not found")
+        ver = _one(
+            conn,
+            "SELECT * FROM gd_assistant_versions WHERE assistant_id = ? AND version = ?",
+            (assistant_id, version),
+        )
+        if ver is None:
+            return None
+        self._forget_assistant(assistant_id)
+        row = dict(current)
+        for key in ("graph_id", "config", "context", "metadata", "name", "description", "version"):
+            row[key] = ver[key]
+        row["updated_at"] = serde.now_iso()
+        self._update_assistant(conn, assistant_id, row)
+        return row
 
     # -- threads --------------------------------------------------------------
 
     @staticmethod
-    async def _insert_thread(conn: aiosqlite.Connection, row: Row) -> None:
-        await conn.execute(
+    def _insert_thread(conn: Conn, row: Row) -> None:
+        conn.execute(
             'INSERT INTO gd_threads (thread_id, created_at, updated_at, state_updated_at, metadata,'
             ' config, status, "values", interrupts, error) VALUES (?,?,?,?,?,?,?,?,?,?)',
             (
@@ -437,57 +475,73 @@ class SqliteStorage(Storage):
     async def create_thread(
         self, row: Row, *, if_exists: str, auth_filter: Row | None = None
     ) -> tuple[Row, bool]:
-        async with self._tx() as conn:
-            existing = await self._one(
-                conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (row["thread_id"],)
-            )
-            if existing is not None:
-                if auth_filter and not auth_match(existing["metadata"], auth_filter):
-                    raise Conflict(f"Thread with ID {row['thread_id']} already exists")
-                if if_exists == "do_nothing":
-                    return existing, False
+        return await self._write(self._create_thread, row, if_exists, auth_filter)
+
+    def _create_thread(
+        self, conn: Conn, row: Row, if_exists: str, auth_filter: Row | None
+    ) -> tuple[Row, bool]:
+        existing = _one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (row["thread_id"],))
+        if existing is not None:
+            if auth_filter and not auth_match(existing["metadata"], auth_filter):
                 raise Conflict(f"Thread with ID {row['thread_id']} already exists")
-            await self._insert_thread(conn, row)
-            return await self._one(
-                conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (row["thread_id"],)
-            ) or row, True
+            if if_exists == "do_nothing":
+                return existing, False
+            raise Conflict(f"Thread with ID {row['thread_id']} already exists")
+        self._insert_thread(conn, row)
+        # the row as a read would return it (JSON columns round-tripped, absent ones None)
+        stored = {
+            "thread_id": row["thread_id"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "state_updated_at": row["state_updated_at"],
+            "metadata": serde.loads(_j(row["metadata"])),
+            "config": serde.loads(_j(row["config"])),
+            "status": row["status"],
+        }
+        for column in ("values", "interrupts", "error"):
+            value = row.get(column)
+            stored[column] = None if value is None else serde.loads(_j(value))
+        return stored, True
 
     async def get_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> Row | None:
         clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            return await self._one(
-                conn, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
-            )
+        return await self._read(
+            _one, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
+        )
 
     async def patch_thread(
         self, thread_id: str, *, metadata: Row | None, auth_filter: Row | None = None
     ) -> Row | None:
+        return await self._write(self._patch_thread, thread_id, metadata, auth_filter)
+
+    @staticmethod
+    def _patch_thread(
+        conn: Conn, thread_id: str, metadata: Row | None, auth_filter: Row | None
+    ) -> Row | None:
         clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            row = await self._one(
-                conn, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
-            )
-            if row is None:
-                return None
-            merged = {**row["metadata"], **(metadata or {})}
-            now = serde.now_iso()
-            await conn.execute(
-                "UPDATE gd_threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
-                (_j(merged), now, thread_id),
-            )
-            row["metadata"], row["updated_at"] = merged, now
-            return row
+        row = _one(conn, f"SELECT * FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params))
+        if row is None:
+            return None
+        merged = {**row["metadata"], **(metadata or {})}
+        now = serde.now_iso()
+        conn.execute(
+            "UPDATE gd_threads SET metadata = ?, updated_at = ? WHERE thread_id = ?",
+            (_j(merged), now, thread_id),
+        )
+        row["metadata"], row["updated_at"] = merged, now
+        return row
 
     async def delete_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> bool:
+        return await self._write(self._delete_thread, thread_id, auth_filter)
+
+    @staticmethod
+    def _delete_thread(conn: Conn, thread_id: str, auth_filter: Row | None) -> bool:
         clause, params = _auth(auth_filter)
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                f"DELETE FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params)
-            )
-            if cur.rowcount == 0:
-                return False
-            await conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
-            return cur.rowcount > 0
+        cur = conn.execute(f"DELETE FROM gd_threads WHERE thread_id = ? AND {clause}", (thread_id, *params))
+        if cur.rowcount == 0:
+            return False
+        conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
+        return True
 
     @staticmethod
     def _thread_where(
@@ -529,13 +583,12 @@ class SqliteStorage(Storage):
         where, params = self._thread_where(ids, metadata, values, status, auth_filter)
         column = sort_by if sort_by in _THREAD_SORT else "updated_at"
         direction = "ASC" if sort_order == "asc" else "DESC"
-        async with self._tx() as conn:
-            rows = await self._all(
-                conn,
-                f"SELECT * FROM gd_threads WHERE {where} ORDER BY {column} {direction},"
-                f" thread_id {direction} LIMIT ? OFFSET ?",
-                [*params, limit + 1, offset],
-            )
+        rows = await self._scan(
+            _all,
+            f"SELECT * FROM gd_threads WHERE {where} ORDER BY {column} {direction},"
+            f" thread_id {direction} LIMIT ? OFFSET ?",
+            [*params, limit + 1, offset],
+        )
         return Page(rows[:limit], len(rows) > limit)
 
     async def count_threads(
@@ -547,10 +600,7 @@ class SqliteStorage(Storage):
         auth_filter: Row | None = None,
     ) -> int:
         where, params = self._thread_where(None, metadata, values, status, auth_filter)
-        async with self._tx() as conn:
-            async with conn.execute(f"SELECT COUNT(*) FROM gd_threads WHERE {where}", params) as cur:
-                (n,) = await cur.fetchone()  # type: ignore[misc]
-        return int(n)
+        return await self._scan(_count, f"SELECT COUNT(*) FROM gd_threads WHERE {where}", params)
 
     async def update_thread_state(
         self,
@@ -563,73 +613,9 @@ class SqliteStorage(Storage):
         metadata: Row | None = None,
         state_updated: bool = False,
     ) -> Row | None:
-        async with self._tx() as conn:
-            return await self._update_thread(
-                conn,
-                thread_id,
-                values=values,
-                interrupts=interrupts,
-                error=error,
-                status=status,
-                metadata=metadata,
-                state_updated=state_updated,
-            )
-
-    async def _update_thread(
-        self,
-        conn: aiosqlite.Connection,
-        thread_id: str,
-        *,
-        values: Any = ...,
-        interrupts: Any = ...,
-        error: Any = ...,
-        status: str | None = None,
-        metadata: Row | None = None,
-        config: Row | None = None,
-        state_updated: bool = False,
-    ) -> Row | None:
-        row = await self._one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
-        if row is None:
-            return None
-        now = serde.now_iso()
-        sets, params = ["updated_at = ?"], [now]
-        row["updated_at"] = now
-        if state_updated:
-            sets.append("state_updated_at = ?")
-            params.append(now)
-            row["state_updated_at"] = now
-        for column, value in (("values", values), ("interrupts", interrupts), ("error", error)):
-            if value is not ...:
-                sets.append(f'"{column}" = ?')
-                params.append(None if value is None else _j(value))
-                row[column] = value
-        if metadata:
-            merged = {**row["metadata"], **metadata}
-            sets.append("metadata = ?")
-            params.append(_j(merged))
-            row["metadata"] = merged
-        if config is not None:
-            sets.append("config = ?")
-            params.append(_j(config))
-            row["config"] = config
-        if status is not None:
-            if status != "busy" and await self._has_inflight(conn, thread_id):
-                status = "busy"
-            sets.append("status = ?")
-            params.append(status)
-            row["status"] = status
-        await conn.execute(
-            f"UPDATE gd_threads SET {', '.join(sets)} WHERE thread_id = ?", [*params, thread_id]
+        return await self._write(
+            _update_thread, thread_id, values, interrupts, error, status, metadata, None, state_updated
         )
-        return row
-
-    @staticmethod
-    async def _has_inflight(conn: aiosqlite.Connection, thread_id: str) -> bool:
-        async with conn.execute(
-            "SELECT 1 FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running') LIMIT 1",
-            (thread_id,),
-        ) as cur:
-            return await cur.fetchone() is not None
 
     # -- runs -----------------------------------------------------------------
 
@@ -641,70 +627,14 @@ class SqliteStorage(Storage):
         if_not_exists: str,
         multitask_strategy: str,
     ) -> tuple[Row, list[str]]:
-        thread_id = run["thread_id"]
-        async with self._tx() as conn:
-            existing = await self._one(
-                conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,)
-            )
-            inflight: list[str] = []
-            if existing is None:
-                if if_not_exists != "create":
-                    raise NotFound("Thread or assistant not found.")
-                now = run["created_at"]
-                await self._insert_thread(
-                    conn,
-                    {
-                        "thread_id": thread_id,
-                        "created_at": now,
-                        "updated_at": now,
-                        "state_updated_at": now,
-                        "metadata": thread["metadata"],
-                        "config": thread["config"],
-                        "status": "busy",
-                    },
-                )
-            else:
-                async with conn.execute(
-                    "SELECT run_id FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running')"
-                    " ORDER BY created_at",
-                    (thread_id,),
-                ) as cur:
-                    inflight = [r[0] for r in await cur.fetchall()]
-                if inflight and multitask_strategy == "reject":
-                    raise Conflict(
-                        "Thread is already running a task. Wait for it to finish or choose a"
-                        " different multitask strategy."
-                    )
-                merged_meta = {**existing["metadata"], **thread["metadata"]}
-                await conn.execute(
-                    "UPDATE gd_threads SET status = 'busy', metadata = ?, config = ?, updated_at = ?"
-                    " WHERE thread_id = ?",
-                    (_j(merged_meta), _j(thread["config"]), run["created_at"], thread_id),
-                )
-            await conn.execute(
-                "INSERT INTO gd_runs (run_id, thread_id, assistant_id, created_at, updated_at, status,"
-                " metadata, kwargs, multitask_strategy, attempt) VALUES (?,?,?,?,?,?,?,?,?,0)",
-                (
-                    run["run_id"],
-                    thread_id,
-                    run["assistant_id"],
-                    run["created_at"],
-                    run["updated_at"],
-                    "pending",
-                    _j(run["metadata"]),
-                    _j(run["kwargs"]),
-                    run["multitask_strategy"],
-                ),
-            )
-            return run, inflight
+        return await self._write(_create_run, run, thread, if_not_exists, multitask_strategy)
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> Row | None:
-        async with self._tx() as conn:
-            if thread_id is None:
-                return await self._one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
-            return await self._one(
-                conn, "SELECT * FROM gd_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id)
-            )
+        if thread_id is None:
+            return await self._read(_one, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
+        return await self._read(
+            _one, "SELECT * FROM gd_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id)
+        )
 
     async def list_runs(
         self, thread_id: str, *, limit: int, offset: int, status: str | None
@@ -713,44 +643,18 @@ class SqliteStorage(Storage):
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
-        async with self._tx() as conn:
-            return await self._all(
-                conn,
-                f"SELECT * FROM gd_runs WHERE {' AND '.join(clauses)}"
-                " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
+        return await self._scan(
+            _all,
+            f"SELECT * FROM gd_runs WHERE {' AND '.join(clauses)}"
+            " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
 
     async def delete_run(self, run_id: str, thread_id: str) -> bool:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "DELETE FROM gd_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id)
-            )
-            deleted = cur.rowcount > 0
-            if deleted:
-                thread = await self._one(
-                    conn, "SELECT status FROM gd_threads WHERE thread_id = ?", (thread_id,)
-                )
-                if thread and thread["status"] == "busy" and not await self._has_inflight(conn, thread_id):
-                    await conn.execute(
-                        "UPDATE gd_threads SET status = 'idle', updated_at = ? WHERE thread_id = ?",
-                        (serde.now_iso(), thread_id),
-                    )
-            return deleted
+        return await self._write(_delete_run, run_id, thread_id)
 
     async def claim_run(self, run_id: str) -> Row | None:
-        async with self._tx() as conn:
-            row = await self._one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
-            if row is None or row["status"] != "pending":
-                return None
-            now = serde.now_iso()
-            await conn.execute(
-                "UPDATE gd_runs SET status = 'running', attempt = attempt + 1, updated_at = ?"
-                " WHERE run_id = ?",
-                (now, run_id),
-            )
-            row["status"], row["attempt"], row["updated_at"] = "running", row["attempt"] + 1, now
-            return row
+        return await self._write(_claim_run, run_id)
 
     async def finish_run(
         self,
@@ -761,135 +665,314 @@ class SqliteStorage(Storage):
         values: Any = ...,
         interrupts: Any = ...,
         error: Any = ...,
+        delete_thread: bool = False,
     ) -> None:
-        async with self._tx() as conn:
-            row = await self._one(conn, "SELECT thread_id FROM gd_runs WHERE run_id = ?", (run_id,))
-            if row is None:
-                return
-            await conn.execute(
-                "UPDATE gd_runs SET status = ?, updated_at = ? WHERE run_id = ?",
-                (status, serde.now_iso(), run_id),
-            )
-            await self._update_thread(
-                conn,
-                row["thread_id"],
-                values=values,
-                interrupts=interrupts,
-                error=error,
-                status=thread_status,
-                state_updated=values is not ...,
-            )
+        """See :meth:`Storage.finish_run`; ``delete_thread`` then deletes the run's thread,
+        its runs and its checkpoints in the same transaction (a temporary run's end)."""
+        await self._write(
+            _finish_run, run_id, status, thread_status, values, interrupts, error, delete_thread
+        )
 
     async def set_run_status(self, run_id: str, status: str) -> Row | None:
-        async with self._tx() as conn:
-            row = await self._one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
-            if row is None:
-                return None
-            now = serde.now_iso()
-            await conn.execute(
-                "UPDATE gd_runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id)
-            )
-            row["status"], row["updated_at"] = status, now
-            return row
+        return await self._write(_set_run_status, run_id, status)
 
     async def inflight_runs(self, thread_id: str) -> list[Row]:
-        async with self._tx() as conn:
-            return await self._all(
-                conn,
-                "SELECT * FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running')"
-                " ORDER BY created_at",
-                (thread_id,),
-            )
+        return await self._read(
+            _all,
+            "SELECT * FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running')"
+            " ORDER BY created_at",
+            (thread_id,),
+        )
 
     async def runnable_runs(self) -> list[Row]:
-        async with self._tx() as conn:
-            await conn.execute("UPDATE gd_runs SET status = 'pending' WHERE status = 'running'")
-            return await self._all(
-                conn, "SELECT * FROM gd_runs WHERE status = 'pending' ORDER BY created_at"
-            )
+        return await self._write(_runnable_runs)
+
+    async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
+        return await self._scan(
+            _all,
+            f"SELECT * FROM gd_runs WHERE status IN ({','.join('?' * len(statuses))})"
+            " ORDER BY created_at",
+            list(statuses),
+        )
 
     # -- checkpoint housekeeping (langgraph's tables live in the same file) ----
 
     async def delete_checkpoints_for_run(self, thread_id: str, run_id: str) -> None:
         """Delete the checkpoints (and their writes) that ``run_id`` wrote on ``thread_id``."""
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?"
-                " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-                (thread_id, run_id),
-            ) as cur:
-                ids = [r[0] for r in await cur.fetchall()]
-            for cid in ids:
-                await conn.execute(
-                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid)
-                )
-                await conn.execute(
-                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid)
-                )
-
-    _WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
+        await self._write(_delete_checkpoints_for_run, thread_id, run_id)
 
     async def head_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
-                " GROUP BY checkpoint_ns",
-                (thread_id,),
-            ) as cur:
-                heads = [(ns, cid) for ns, cid in await cur.fetchall()]
-            if checkpoint_id is not None and ("", checkpoint_id) not in heads:
-                heads.append(("", checkpoint_id))
-            writes: list[tuple[Any, ...]] = []
-            for ns, cid in heads:
-                async with conn.execute(
-                    f"SELECT {self._WRITE_COLUMNS} FROM writes WHERE thread_id = ? AND checkpoint_ns = ?"
-                    " AND checkpoint_id = ?",
-                    (thread_id, ns, cid),
-                ) as cur:
-                    writes.extend(tuple(row) for row in await cur.fetchall())
-        return {"checkpoints": heads, "writes": writes}
+        return await self._read(_head_writes, thread_id, checkpoint_id)
 
     async def restore_writes(self, thread_id: str, snapshot: Any) -> None:
-        async with self._tx() as conn:
-            for ns, cid in snapshot["checkpoints"]:
-                await conn.execute(
-                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-                    (thread_id, ns, cid),
-                )
-            await conn.executemany(
-                f"INSERT OR REPLACE INTO writes ({self._WRITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                snapshot["writes"],
-            )
+        await self._write(_restore_writes, thread_id, snapshot)
 
     async def prune_checkpoints(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of each namespace of ``thread_id``."""
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
-                " GROUP BY checkpoint_ns",
-                (thread_id,),
-            ) as cur:
-                latest = await cur.fetchall()
-            for ns, keep in latest:
-                await conn.execute(
-                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
-                    (thread_id, ns, keep),
-                )
-                await conn.execute(
-                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
-                    (thread_id, ns, keep),
-                )
-                await conn.execute(
-                    "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ?"
-                    " AND checkpoint_ns = ? AND checkpoint_id = ?",
-                    (thread_id, ns, keep),
-                )
+        await self._write(_prune_checkpoints, thread_id)
 
-    async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
-        async with self._tx() as conn:
-            return await self._all(
-                conn,
-                f"SELECT * FROM gd_runs WHERE status IN ({','.join('?' * len(statuses))})"
+
+# -- the transactions (each runs with the connection held) ------------------------
+
+
+def _count(conn: Conn, sql: str, params: Sequence[Any]) -> int:
+    (n,) = conn.execute(sql, params).fetchone()
+    return int(n)
+
+
+def _update_thread(
+    conn: Conn,
+    thread_id: str,
+    values: Any = ...,
+    interrupts: Any = ...,
+    error: Any = ...,
+    status: str | None = None,
+    metadata: Row | None = None,
+    config: Row | None = None,
+    state_updated: bool = False,
+) -> Row | None:
+    row = _one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
+    if row is None:
+        return None
+    now = serde.now_iso()
+    sets, params = ["updated_at = ?"], [now]
+    row["updated_at"] = now
+    if state_updated:
+        sets.append("state_updated_at = ?")
+        params.append(now)
+        row["state_updated_at"] = now
+    for column, value in (("values", values), ("interrupts", interrupts), ("error", error)):
+        if value is not ...:
+            sets.append(f'"{column}" = ?')
+            params.append(None if value is None else _j(value))
+            row[column] = value
+    if metadata:
+        merged = {**row["metadata"], **metadata}
+        sets.append("metadata = ?")
+        params.append(_j(merged))
+        row["metadata"] = merged
+    if config is not None:
+        sets.append("config = ?")
+        params.append(_j(config))
+        row["config"] = config
+    if status is not None:
+        if status != "busy" and _has_inflight(conn, thread_id):
+            status = "busy"
+        sets.append("status = ?")
+        params.append(status)
+        row["status"] = status
+    conn.execute(f"UPDATE gd_threads SET {', '.join(sets)} WHERE thread_id = ?", [*params, thread_id])
+    return row
+
+
+def _create_run(
+    conn: Conn, run: Row, thread: Row, if_not_exists: str, multitask_strategy: str
+) -> tuple[Row, list[str]]:
+    thread_id = run["thread_id"]
+    existing = conn.execute(
+        "SELECT metadata FROM gd_threads WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    inflight: list[str] = []
+    if existing is None:
+        if if_not_exists != "create":
+            raise NotFound("Thread or assistant not found.")
+        now = run["created_at"]
+        SqliteStorage._insert_thread(
+            conn,
+            {
+                "thread_id": thread_id,
+                "created_at": now,
+                "updated_at": now,
+                "state_updated_at": now,
+                "metadata": thread["metadata"],
+                "config": thread["config"],
+                "status": "busy",
+            },
+        )
+    else:
+        inflight = [
+            r[0]
+            for r in conn.execute(
+                "SELECT run_id FROM gd_runs WHERE thread_id = ? AND status IN ('pending','running')"
                 " ORDER BY created_at",
-                list(statuses),
+                (thread_id,),
+            ).fetchall()
+        ]
+        if inflight and multitask_strategy == "reject":
+            raise Conflict(_REJECT_MESSAGE)
+        merged_meta = {**serde.loads(existing[0]), **thread["metadata"]}
+        conn.execute(
+            "UPDATE gd_threads SET status = 'busy', metadata = ?, config = ?, updated_at = ?"
+            " WHERE thread_id = ?",
+            (_j(merged_meta), _j(thread["config"]), run["created_at"], thread_id),
+        )
+    conn.execute(
+        "INSERT INTO gd_runs (run_id, thread_id, assistant_id, created_at, updated_at, status,"
+        " metadata, kwargs, multitask_strategy, attempt) VALUES (?,?,?,?,?,?,?,?,?,0)",
+        (
+            run["run_id"],
+            thread_id,
+            run["assistant_id"],
+            run["created_at"],
+            run["updated_at"],
+            "pending",
+            _j(run["metadata"]),
+            _j(run["kwargs"]),
+            run["multitask_strategy"],
+        ),
+    )
+    return run, inflight
+
+
+def _delete_run(conn: Conn, run_id: str, thread_id: str) -> bool:
+    cur = conn.execute("DELETE FROM gd_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id))
+    deleted = cur.rowcount > 0
+    if deleted:
+        thread = conn.execute("SELECT status FROM gd_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        if thread and thread[0] == "busy" and not _has_inflight(conn, thread_id):
+            conn.execute(
+                "UPDATE gd_threads SET status = 'idle', updated_at = ? WHERE thread_id = ?",
+                (serde.now_iso(), thread_id),
             )
+    return deleted
+
+
+def _claim_run(conn: Conn, run_id: str) -> Row | None:
+    row = _one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
+    if row is None or row["status"] != "pending":
+        return None
+    now = serde.now_iso()
+    conn.execute(
+        "UPDATE gd_runs SET status = 'running', attempt = attempt + 1, updated_at = ? WHERE run_id = ?",
+        (now, run_id),
+    )
+    row["status"], row["attempt"], row["updated_at"] = "running", row["attempt"] + 1, now
+    return row
+
+
+def _finish_run(
+    conn: Conn,
+    run_id: str,
+    status: str,
+    thread_status: str,
+    values: Any,
+    interrupts: Any,
+    error: Any,
+    delete_thread: bool,
+) -> None:
+    found = conn.execute("SELECT thread_id FROM gd_runs WHERE run_id = ?", (run_id,)).fetchone()
+    if found is None:
+        return
+    thread_id = found[0]
+    if delete_thread:
+        # the run, its thread and everything on it go together: nothing to record first
+        conn.execute("DELETE FROM gd_threads WHERE thread_id = ?", (thread_id,))
+        conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
+        _delete_thread_checkpoints(conn, thread_id)
+        return
+    conn.execute(
+        "UPDATE gd_runs SET status = ?, updated_at = ? WHERE run_id = ?",
+        (status, serde.now_iso(), run_id),
+    )
+    _update_thread(
+        conn,
+        thread_id,
+        values=values,
+        interrupts=interrupts,
+        error=error,
+        status=thread_status,
+        state_updated=values is not ...,
+    )
+
+
+def _delete_thread_checkpoints(conn: Conn, thread_id: str) -> None:
+    """What langgraph's ``SqliteSaver.delete_thread`` deletes, inside the caller's transaction."""
+    conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
+    conn.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
+
+
+def _set_run_status(conn: Conn, run_id: str, status: str) -> Row | None:
+    row = _one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
+    if row is None:
+        return None
+    now = serde.now_iso()
+    conn.execute("UPDATE gd_runs SET status = ?, updated_at = ? WHERE run_id = ?", (status, now, run_id))
+    row["status"], row["updated_at"] = status, now
+    return row
+
+
+def _runnable_runs(conn: Conn) -> list[Row]:
+    conn.execute("UPDATE gd_runs SET status = 'pending' WHERE status = 'running'")
+    return _all(conn, "SELECT * FROM gd_runs WHERE status = 'pending' ORDER BY created_at")
+
+
+def _delete_checkpoints_for_run(conn: Conn, thread_id: str, run_id: str) -> None:
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?"
+            " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            (thread_id, run_id),
+        ).fetchall()
+    ]
+    for cid in ids:
+        conn.execute("DELETE FROM writes WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid))
+        conn.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid))
+
+
+def _head_writes(conn: Conn, thread_id: str, checkpoint_id: str | None) -> Any:
+    heads = [
+        (ns, cid)
+        for ns, cid in conn.execute(
+            "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+            " GROUP BY checkpoint_ns",
+            (thread_id,),
+        ).fetchall()
+    ]
+    if checkpoint_id is not None and ("", checkpoint_id) not in heads:
+        heads.append(("", checkpoint_id))
+    writes: list[tuple[Any, ...]] = []
+    for ns, cid in heads:
+        writes.extend(
+            tuple(row)
+            for row in conn.execute(
+                f"SELECT {_WRITE_COLUMNS} FROM writes WHERE thread_id = ? AND checkpoint_ns = ?"
+                " AND checkpoint_id = ?",
+                (thread_id, ns, cid),
+            ).fetchall()
+        )
+    return {"checkpoints": heads, "writes": writes}
+
+
+def _restore_writes(conn: Conn, thread_id: str, snapshot: Any) -> None:
+    for ns, cid in snapshot["checkpoints"]:
+        conn.execute(
+            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, cid),
+        )
+    conn.executemany(
+        f"INSERT OR REPLACE INTO writes ({_WRITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+        snapshot["writes"],
+    )
+
+
+def _prune_checkpoints(conn: Conn, thread_id: str) -> None:
+    latest = conn.execute(
+        "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+        " GROUP BY checkpoint_ns",
+        (thread_id,),
+    ).fetchall()
+    for ns, keep in latest:
+        conn.execute(
+            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
+            (thread_id, ns, keep),
+        )
+        conn.execute(
+            "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
+            (thread_id, ns, keep),
+        )
+        conn.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ?"
+            " AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, keep),
+        )
