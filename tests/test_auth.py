@@ -385,3 +385,14 @@ def test_authenticate_parameters_are_injected_by_name(base):
     assert full["seen_path"] == "/runs/wait" and full["seen_method"] == "POST"
     assert full["seen_query"] == {"probe": "1"} and full["seen_header"] == "hello"
     assert full["has_request"] is True and full["scopes"] == []
+
+
+def test_handler_exceptions_deny_without_leaking(base, auth_server):
+    with httpx.Client(base_url=base) as http:
+        mine = http.post("/assistants", json={"graph_id": "simple"}, headers=BOB).json()["assistant_id"]
+        r = http.delete(f"/assistants/{mine}", headers=BOB)
+        assert r.status_code == 403 and "blew up" not in r.text
+        assert http.get(f"/assistants/{mine}", headers=BOB).status_code == 200  # nothing was deleted
+        theirs = http.post("/assistants", json={"graph_id": "simple"}, headers=ALICE).json()["assistant_id"]
+        assert http.delete(f"/assistants/{theirs}", headers=ALICE).status_code == 204
+    assert "handler blew up" in auth_server[0].log()

@@ -162,8 +162,9 @@ class Authorizer:
         except APIError:
             raise
         except Exception:
+            # fail closed: a handler that cannot decide denies; details go to the log only
             logger.exception("authorization handler for %s.%s failed", resource, action)
-            raise APIError("Internal Server Error", 500) from None
+            raise Forbidden("Forbidden") from None
         if result is None or result is True:
             return None
         if result is False:

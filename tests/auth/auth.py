@@ -81,6 +81,14 @@ async def owner(ctx: Auth.types.AuthContext, value: Any) -> Any:
     return filters
 
 
+@auth.on.assistants.delete
+async def assistants_delete(ctx: Auth.types.AuthContext, value: Any) -> Any:
+    """Owner-only deletes; for bob the handler fails, which must deny (fail closed)."""
+    if ctx.user.identity == "bob":
+        raise RuntimeError("handler blew up")
+    return {"owner": ctx.user.identity}
+
+
 @auth.on.store
 async def store_scope(ctx: Auth.types.AuthContext, value: Any) -> None:
     namespace = tuple(value.get("namespace") or ())
