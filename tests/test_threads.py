@@ -908,3 +908,17 @@ async def test_thread_config_keeps_only_the_assistant_configurable(client):
     assert thread["config"]["configurable"] == {"k": "assistant"}
     assert thread["metadata"]["assistant_id"] == assistant["assistant_id"]
     assert thread["metadata"]["graph_id"] == "simple"
+
+
+async def test_prune_keep_latest_refuses_a_busy_thread(client, http):
+    busy = (await client.threads.create())["thread_id"]
+    idle = (await client.threads.create())["thread_id"]
+    await client.runs.wait(idle, "simple", input={"items": ["x"]})
+    run_id = await start_hang(client, busy)
+    r = http.post("/threads/prune", json={"thread_ids": [idle, busy], "strategy": "keep_latest"})
+    assert r.status_code == 409 and busy in r.json()["detail"]
+    assert len(await client.threads.get_history(idle, limit=10)) > 1  # nothing was pruned
+    await client.runs.cancel(busy, run_id, wait=True)
+    r = http.post("/threads/prune", json={"thread_ids": [idle, busy], "strategy": "keep_latest"})
+    assert r.json() == {"pruned_count": 2}
+    assert len(await client.threads.get_history(idle, limit=10)) == 1

@@ -282,9 +282,14 @@ class ThreadsService:
     async def prune(self, body: models.ThreadPrune, auth: AuthContext = ANONYMOUS) -> int:
         """Keep only the latest checkpoint of each listed thread; unknown ids are skipped.
 
-        (Strategy ``delete`` is :meth:`graphdock.server.Server.delete_thread` per id.)
+        A thread with a pending or running run is a 409 (its run is still writing
+        checkpoints); nothing is pruned then. (Strategy ``delete`` is
+        :meth:`graphdock.server.Server.delete_thread` per id.)
         """
         ids = await self.prunable(body, auth)
+        for thread_id in ids:
+            if await self.storage.inflight_runs(thread_id):
+                raise Conflict(f"Thread {thread_id} is busy: a run is pending or running on it")
         for thread_id in ids:
             await self.storage.prune_checkpoints(thread_id)
         return len(ids)
