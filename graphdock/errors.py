@@ -37,9 +37,3 @@ class Unprocessable(APIError):
 
 class FailedDependency(APIError):
     status_code = 424
-
-
-class NotImplementedYet(APIError):
-    """A feature graphdock does not provide; reported as 501 with what is missing."""
-
-    status_code = 501

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
 
 from graphdock.backends.memory.eventlog import MemoryEventLog
 from graphdock.backends.memory.queue import MemoryQueue
@@ -126,6 +125,3 @@ class Server:
                 except (NotFound, Forbidden):
                     continue  # threads the caller may not delete are kept
         await self.assistants.delete(assistant_id, flt)
-
-    def describe(self) -> dict[str, Any]:
-        return {"database": str(self.settings.database_path), "graphs": sorted(self.hosting.graphs)}

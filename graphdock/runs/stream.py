@@ -17,19 +17,6 @@ from typing import Any, Iterator
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 
-STREAM_MODES = (
-    "values",
-    "messages",
-    "messages-tuple",
-    "updates",
-    "events",
-    "debug",
-    "tasks",
-    "checkpoints",
-    "custom",
-)
-
-
 def graph_modes(requested: list[str]) -> list[str]:
     """The langgraph ``astream`` modes needed for the requested event modes."""
     modes: list[str] = []

@@ -30,28 +30,41 @@ from langgraph.store.sqlite import SqliteStore as _LangGraphSqliteStore
 from graphdock.backends.sqlite.database import Database
 
 
-class SqliteSaver(_LangGraphSqliteSaver):
+class _OnSharedDatabase:
+    """Set-up and cursors of a langgraph SQLite saver or store on graphdock's connection.
+
+    Every cursor is one transaction of :class:`Database`; set-up runs once, locked.
+    """
+
+    database: Database
+    is_setup: bool
+
+    def setup(self) -> None:
+        if self.is_setup:
+            return
+        with self.database.locked():
+            super().setup()  # type: ignore[misc]
+
+    @contextmanager
+    def _transaction_cursor(self, write: bool) -> Iterator[sqlite3.Cursor]:
+        self.setup()
+        with self.database.transaction(write=write) as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+
+class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
     """langgraph's ``SqliteSaver`` on the shared connection, with an async interface."""
 
     def __init__(self, database: Database) -> None:
         super().__init__(database.conn)
         self.database = database
 
-    def setup(self) -> None:
-        if self.is_setup:
-            return
-        with self.database.locked():
-            super().setup()
-
-    @contextmanager
-    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
-        self.setup()
-        with self.database.transaction(write=transaction) as conn:
-            cur = conn.cursor()
-            try:
-                yield cur
-            finally:
-                cur.close()
+    def cursor(self, transaction: bool = True) -> Any:
+        return self._transaction_cursor(transaction)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self.get_tuple(config)
@@ -94,28 +107,15 @@ class SqliteSaver(_LangGraphSqliteSaver):
         return self.get_delta_channel_history(config=config, channels=channels)
 
 
-class SqliteStore(_LangGraphSqliteStore):
+class SqliteStore(_OnSharedDatabase, _LangGraphSqliteStore):
     """langgraph's ``SqliteStore`` on the shared connection, with an async interface."""
 
     def __init__(self, database: Database, *, ttl: TTLConfig | None = None) -> None:
         super().__init__(database.conn, ttl=ttl)
         self.database = database
 
-    def setup(self) -> None:
-        if self.is_setup:
-            return
-        with self.database.locked():
-            super().setup()
-
-    @contextmanager
-    def _cursor(self, *, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
-        self.setup()
-        with self.database.transaction(write=transaction) as conn:
-            cur = conn.cursor()
-            try:
-                yield cur
-            finally:
-                cur.close()
+    def _cursor(self, *, transaction: bool = True) -> Any:
+        return self._transaction_cursor(transaction)
 
     async def abatch(self, ops: Any) -> list[Result]:
         return self.batch(ops)
