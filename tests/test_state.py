@@ -529,3 +529,20 @@ async def test_history_after_interrupt_and_resume(client):
     assert history[0]["interrupts"] == []
     # the interrupted checkpoint is still in the history
     assert interrupted["checkpoint_id"] in [h["checkpoint_id"] for h in history]
+
+
+def test_state_select_is_rejected_not_ignored(http):
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "simple", "input": {"items": ["x"]}})
+    r = http.post(f"/threads/{tid}/history", json={"select": ["values"]})
+    assert r.status_code == 422 and "select" in r.json()["detail"]
+    cp = http.get(f"/threads/{tid}/state").json()["checkpoint"]
+    r = http.post(f"/threads/{tid}/state/checkpoint", json={"checkpoint": cp, "select": ["values"]})
+    assert r.status_code == 422 and "select" in r.json()["detail"]
+    assert http.post(f"/threads/{tid}/history", json={"select": []}).status_code == 200
+
+
+def test_get_state_select_query_is_rejected(http):
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    r = http.get(f"/threads/{tid}/state", params={"select": "values"})
+    assert r.status_code == 422 and "select" in r.json()["detail"]

@@ -141,6 +141,12 @@ class Superstep(Body):
     updates: list[SuperstepUpdate]
 
 
+def _no_state_select(value: Any) -> Any:
+    if value:
+        raise ValueError("selecting parts of a thread state is not supported yet; omit select")
+    return value
+
+
 def _no_thread_ttl(value: Any) -> Any:
     if value is not None:
         raise ValueError("thread TTLs are not supported by this server yet; omit ttl")
@@ -217,9 +223,9 @@ class ThreadStateUpdate(Body):
 class ThreadStateAtCheckpoint(Body):
     checkpoint: CheckpointRef
     subgraphs: bool = False
-    select: Optional[list[str]] = Field(
-        None, description="Accepted for client compatibility; the full state is returned."
-    )
+    select: Optional[list[str]] = Field(None, description="Not supported yet: a non-empty list is rejected.")
+
+    _select = field_validator("select")(classmethod(lambda cls, v: _no_state_select(v)))
 
 
 class ThreadHistory(Body):
@@ -227,9 +233,9 @@ class ThreadHistory(Body):
     before: Optional[Union[str, dict[str, Any]]] = None
     metadata: Metadata = None
     checkpoint: Optional[CheckpointRef] = None
-    select: Optional[list[str]] = Field(
-        None, description="Accepted for client compatibility; full states are returned."
-    )
+    select: Optional[list[str]] = Field(None, description="Not supported yet: a non-empty list is rejected.")
+
+    _select = field_validator("select")(classmethod(lambda cls, v: _no_state_select(v)))
 
 
 # -- store ---------------------------------------------------------------------

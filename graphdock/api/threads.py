@@ -10,10 +10,15 @@ from starlette.responses import Response
 from graphdock.api import models
 from graphdock.api.common import JSONResponse, paginated, parse_bool, select_fields, server
 from graphdock.auth import AuthContext, request_auth
-from graphdock.errors import NotFound
+from graphdock.errors import NotFound, Unprocessable
 from graphdock.services.common import parse_uuid
 
 router = APIRouter(prefix="/threads", tags=["threads"])
+
+
+def _no_select(select: Optional[list[str]]) -> None:
+    if select:
+        raise Unprocessable("selecting parts of a thread state is not supported yet; omit select")
 
 
 def _tid(thread_id: str) -> str:
@@ -107,8 +112,10 @@ async def get_state(
     thread_id: str,
     request: Request,
     subgraphs: Optional[str] = Query(None),
+    select: Optional[list[str]] = Query(None),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
+    _no_select(select)
     return JSONResponse(
         await server(request).threads.state(
             _tid(thread_id), subgraphs=parse_bool(subgraphs), auth=auth
@@ -149,8 +156,10 @@ async def get_state_at_checkpoint(
     checkpoint_id: str,
     request: Request,
     subgraphs: Optional[str] = Query(None),
+    select: Optional[list[str]] = Query(None),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
+    _no_select(select)
     return JSONResponse(
         await server(request).threads.state(
             _tid(thread_id),
