@@ -8,6 +8,8 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
@@ -70,6 +72,42 @@ class InternalErrors:
             await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
 
 
+_HOT_PATHS = {
+    path: rank
+    for rank, path in enumerate(
+        (
+            "/runs/wait",
+            "/threads/{thread_id}/runs/wait",
+            "/runs/stream",
+            "/threads/{thread_id}/runs/stream",
+            "/runs",
+            "/threads/{thread_id}/runs",
+            "/threads",
+        )
+    )
+}
+
+
+class _App(FastAPI):
+    """FastAPI with the middleware layers graphdock uses and no others.
+
+    Every request passes through each layer, and most layers wrap ``send`` too, so the
+    stack is kept to: the user-facing middleware (CORS, then :class:`InternalErrors`, which
+    answers any unexpected exception with a 500), the exception handlers, and the exit
+    stack FastAPI's request handling expects. Left out: Starlette's server-error layer
+    (InternalErrors does its job without dropping the connection), FastAPI's native
+    OpenTelemetry layer and its body-size limit layer (no limit is configured).
+    """
+
+    def build_middleware_stack(self) -> Any:
+        handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
+        app: Any = AsyncExitStackMiddleware(self.router)
+        app = ExceptionMiddleware(app, handlers=handlers, debug=self.debug)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(settings: Settings) -> FastAPI:
     srv = Server(settings)
 
@@ -82,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await srv.stop()
 
-    app = FastAPI(
+    app = _App(
         title="graphdock",
         version=__version__,
         description="An open-source Agent Server for LangGraph graphs.",
@@ -110,8 +148,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def _value_error(request: Request, exc: ValueError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    for router in (meta.router, assistants.router, threads.router, runs.router, store.router):
-        app.include_router(router)
+    # One flat route list (included routers would each add a layer of matching, done twice
+    # per request), the routes every run goes through first: a request is matched against
+    # the routes in order. No two routes accept the same request (tests/test_routes.py), so
+    # the order changes nothing but the cost of matching.
+    for router in (meta.router, runs.router, threads.router, assistants.router, store.router):
+        app.router.routes.extend(router.routes)
+    app.router.routes.sort(key=lambda route: _HOT_PATHS.get(getattr(route, "path", ""), len(_HOT_PATHS)))
 
     app.add_middleware(InternalErrors)
     cors: dict[str, Any] = dict(settings.config.http.get("cors") or {})
