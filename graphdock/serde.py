@@ -12,6 +12,8 @@ import base64
 import dataclasses
 import decimal
 import enum
+import os
+import time as _time
 import uuid
 from collections import deque
 from datetime import date, datetime, time, timedelta, timezone
@@ -163,9 +165,6 @@ def now_iso() -> str:
 
 def uuid7() -> uuid.UUID:
     """A time-ordered UUID (version 7)."""
-    import os
-    import time as _time
-
     ms = _time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80

@@ -8,23 +8,39 @@ TypedDict (or no schema) a dict. Keys the schema does not declare are dropped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any
 
 from graphdock.errors import Unprocessable
 
 
-def schema_fields(schema: Any) -> set[str] | None:
+def _per_schema(fn: Any) -> Any:
+    """Compute ``fn(schema)`` once per schema (a class), not once per request."""
+    cached = functools.lru_cache(maxsize=256)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(schema: Any) -> Any:
+        try:
+            return cached(schema)
+        except TypeError:  # an unhashable schema object
+            return fn(schema)
+
+    return wrapper
+
+
+@_per_schema
+def schema_fields(schema: Any) -> frozenset[str] | None:
     """The field names a context schema declares; None when they cannot be known."""
     if schema is None:
         return None
     if dataclasses.is_dataclass(schema):
-        return {f.name for f in dataclasses.fields(schema)}
+        return frozenset(f.name for f in dataclasses.fields(schema))
     model_fields = getattr(schema, "model_fields", None)
     if isinstance(model_fields, dict):
-        return set(model_fields)
+        return frozenset(model_fields)
     if typing.is_typeddict(schema):
-        return set(typing.get_type_hints(schema))
+        return frozenset(typing.get_type_hints(schema))
     return None
 
 
@@ -35,7 +51,9 @@ def filter_to_schema(schema: Any, context: dict[str, Any] | None) -> dict[str, A
     return {k: v for k, v in context.items() if k in fields}
 
 
+@_per_schema
 def _adapter(schema: Any) -> Any:
+    """The schema's pydantic validator (building one compiles the schema: done once)."""
     from pydantic import TypeAdapter
 
     try:

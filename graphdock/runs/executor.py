@@ -20,6 +20,7 @@ from graphdock.auth.user import AuthenticatedUser
 from graphdock.backends.base import Row, Storage
 from graphdock.backends.memory.eventlog import MemoryEventLog
 from graphdock.hosting import Hosting
+from graphdock.hosting.context import filter_to_schema
 from graphdock.hosting.state import thread_interrupts
 from graphdock.runs.stream import EventConverter, graph_modes
 
@@ -64,16 +65,7 @@ def filter_context(graph: Any, context: dict[str, Any] | None) -> dict[str, Any]
     """Drop context keys that the graph's context schema does not declare."""
     if context is None:
         return None
-    if getattr(graph, "context_schema", None) is None:
-        return context
-    try:
-        schema = graph.get_context_jsonschema() or {}
-    except Exception:
-        return context
-    props = schema.get("properties")
-    if not isinstance(props, dict):
-        return context
-    return {k: v for k, v in context.items() if k in props}
+    return filter_to_schema(getattr(graph, "context_schema", None), context)
 
 
 async def restore_thread_status(storage: Storage, thread_id: str) -> None:
