@@ -1,6 +1,6 @@
 """graphdock benchmark harness.
 
-    .venv/bin/python bench/run.py [--runs 300] [--clients 16] [--official-venv PATH] [--quick]
+    .venv/bin/python bench/run.py [--runs 300] [--clients 16] [--official-venv PATH] [--client raw|httpx] [--quick]
 
 Starts graphdock (embedded SQLite, fresh data directory) and, when a virtualenv
 with the official ``langgraph`` CLI is given, ``langgraph dev`` on the graphs of
@@ -28,10 +28,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
-
 from bench import procs
-from bench.workloads import BY_KEY, WORKLOADS, HTTP_RUNS, Batch, InProcess, Sample, drive, load_graphs, open_saver
+from bench.workloads import (
+    BY_KEY, CLIENTS, WORKLOADS, HTTP_RUNS, Batch, InProcess, Sample, drive, load_graphs, open_saver,
+)
 
 GRAPHDOCK = "graphdock"
 OFFICIAL = "official"
@@ -83,10 +83,8 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
 
 async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], workdir: Path) -> list[dict[str, Any]]:
     workloads = [BY_KEY[k] for k in args.workloads]
-    http_clients = {
-        name: [httpx.AsyncClient(base_url=srv.url, timeout=args.timeout) for _ in range(args.clients)]
-        for name, srv in servers.items()
-    }
+    make_client = CLIENTS[args.client]
+    http_clients = {name: [make_client(srv.url, args.timeout) for _ in range(args.clients)] for name, srv in servers.items()}
     saver, database = await open_saver(workdir / "inprocess.sqlite")
     inproc = InProcess(load_graphs(), saver)
     inproc_runs = inproc.runs()
@@ -320,6 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workloads", default="abcde", help="which workloads, e.g. 'ab' (default abcde)")
     parser.add_argument("--official-venv", default=None, help=f"virtualenv with langgraph-cli[inmem] (or ${procs.OFFICIAL_VENV_ENV})")
     parser.add_argument("--no-official", action="store_true", help="do not run the official server even if one is configured")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                        help="load generator: raw (bench/http1.py, default) or httpx, for comparison")
     parser.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "latest.json"), help="where to write the JSON results")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs, databases)")
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {srv.url} pid {srv.pid}, up in {srv.startup_s:.2f}s, idle RSS {srv.idle_rss_kb / 1024:.0f} MB")
         print(
             f"{args.runs} runs per workload and target, {args.clients} clients, {args.warmup} warm-up runs,"
-            f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}",
+            f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}, client {args.client}",
             flush=True,
         )
         rows = asyncio.run(bench(args, servers, workdir))
@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "runs": args.runs, "clients": args.clients, "warmup": args.warmup, "rounds": args.rounds,
             "n_jobs_per_worker": args.n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
+            "client": args.client,
         },
         "workloads": {w.key: {"name": w.name, "description": w.description} for w in WORKLOADS if w.key in args.workloads},
         "servers": server_info,

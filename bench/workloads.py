@@ -2,7 +2,9 @@
 
 A workload run returns a :class:`Sample` (latency, optional stream timings) or
 raises; the driver turns exceptions and wrong answers into counted errors.
-Every HTTP client is raw ``httpx``: one ``AsyncClient`` per simulated client.
+Every simulated HTTP client holds one keep-alive connection: by default a
+:mod:`bench.http1` client (``RawHTTP``), or an ``httpx.AsyncClient`` for
+comparison (``HttpxHTTP``); see ``CLIENTS``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-import httpx
+from bench import http1
 
 GRAPHS = Path(__file__).resolve().parent / "graphs"
 
@@ -52,38 +54,102 @@ class WrongAnswer(Exception):
 
 # -- HTTP ----------------------------------------------------------------------
 
-
-def _check_status(resp: httpx.Response) -> None:
-    if resp.status_code >= 300:
-        raise WrongAnswer(f"HTTP {resp.status_code}: {resp.text[:200]}")
+_JSON = {"Content-Type": "application/json"}
+_SSE = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
-async def _post_json(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
-    resp = await client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
-    _check_status(resp)
-    return resp.json()
+class RawHTTP:
+    """The default load generator: :mod:`bench.http1`, one keep-alive connection per client."""
+
+    name = "raw"
+
+    def __init__(self, base_url: str, timeout: float | None) -> None:
+        self.client = http1.Client(base_url, timeout=timeout)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        resp = await self.client.request("POST", path, body, _JSON)
+        return resp.status, resp.body
+
+    def stream(self, path: str, body: bytes) -> Any:
+        """``async with`` it: an object with ``status`` and ``aiter_bytes()``."""
+        return self.client.stream("POST", path, body, _SSE)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class HttpxHTTP:
+    """The alternative load generator, for comparison: one ``httpx.AsyncClient`` per client."""
+
+    name = "httpx"
+
+    def __init__(self, base_url: str, timeout: float | None) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        resp = await self.client.post(path, content=body, headers=_JSON)
+        return resp.status_code, resp.content
+
+    def stream(self, path: str, body: bytes) -> "_HttpxStream":
+        return _HttpxStream(self.client.stream("POST", path, content=body, headers=_SSE))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class _HttpxStream:
+    """httpx's streaming response, with :class:`bench.http1.StreamResponse`'s ``status``/``aiter_bytes()``."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._response: Any = None
+        self.status = 0
+
+    async def __aenter__(self) -> "_HttpxStream":
+        self._response = await self._context.__aenter__()
+        self.status = self._response.status_code
+        return self
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._context.__aexit__(*exc)
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()
+
+
+HTTPClient = RawHTTP | HttpxHTTP
+CLIENTS: dict[str, Callable[[str, float | None], HTTPClient]] = {"raw": RawHTTP, "httpx": HttpxHTTP}
+
+
+def _check_status(status: int, body: bytes) -> None:
+    if status >= 300:
+        raise WrongAnswer(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
+
+
+async def _post_json(client: HTTPClient, path: str, body: bytes) -> Any:
+    status, content = await client.post(path, body)
+    _check_status(status, content)
+    return json.loads(content)
 
 
 async def _sse(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], t0: float
+    client: HTTPClient, path: str, body: bytes, t0: float
 ) -> tuple[list[tuple[str, Any]], float | None, float | None]:
     """POST ``body`` and read the SSE stream to its end.
 
     Returns the ``(event, data)`` pairs, seconds from ``t0`` to the first event,
     and the delay between the first ``custom`` event's ``t`` (wall clock, set by
-    the node) and its arrival here.
+    the node) and the arrival here of the chunk that completed it.
     """
     events: list[tuple[str, Any]] = []
     first: float | None = None
     custom_delay: float | None = None
     buf = b""
-    async with client.stream(
-        "POST", path, content=json.dumps(body),
-        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
-    ) as resp:
-        if resp.status_code >= 300:
-            await resp.aread()
-            _check_status(resp)
+    async with client.stream(path, body) as resp:
+        if resp.status >= 300:
+            _check_status(resp.status, b"".join([chunk async for chunk in resp.aiter_bytes()]))
         async for chunk in resp.aiter_bytes():
             arrived = time.time()
             buf = (buf + chunk).replace(b"\r\n", b"\n")
@@ -111,33 +177,38 @@ def _expect(value: Any, expected: Any) -> None:
         raise WrongAnswer(f"expected {expected!r}, got {str(value)[:200]}")
 
 
-async def http_stateless(client: httpx.AsyncClient) -> Sample:
+def _body(value: dict[str, Any]) -> bytes:
+    return json.dumps(value).encode()
+
+
+# the request bodies never change: encoded once
+_TRIVIAL = _body({"assistant_id": "trivial", "input": {"n": 1}})
+_EMPTY = _body({})
+_STREAM = _body({"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["values", "updates", "custom"]})
+_CUSTOM = _body({"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["custom"]})
+_TEN = _body({"assistant_id": "ten", "input": {"n": 0}})
+
+
+async def http_stateless(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
-    out = await _post_json(client, "/runs/wait", {"assistant_id": "trivial", "input": {"n": 1}})
+    out = await _post_json(client, "/runs/wait", _TRIVIAL)
     latency = time.perf_counter() - t0
     _expect(out, {"n": 2, "out": "ok"})
     return Sample(latency)
 
 
-async def http_threaded(client: httpx.AsyncClient) -> Sample:
+async def http_threaded(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
-    thread = await _post_json(client, "/threads", {})
-    out = await _post_json(
-        client, f"/threads/{thread['thread_id']}/runs/wait", {"assistant_id": "trivial", "input": {"n": 1}}
-    )
+    thread = await _post_json(client, "/threads", _EMPTY)
+    out = await _post_json(client, f"/threads/{thread['thread_id']}/runs/wait", _TRIVIAL)
     latency = time.perf_counter() - t0
     _expect(out, {"n": 2, "out": "ok"})
     return Sample(latency)
 
 
-async def http_stream(client: httpx.AsyncClient) -> Sample:
+async def http_stream(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
-    events, first, custom = await _sse(
-        client,
-        "/runs/stream",
-        {"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["values", "updates", "custom"]},
-        t0,
-    )
+    events, first, custom = await _sse(client, "/runs/stream", _STREAM, t0)
     latency = time.perf_counter() - t0
     names = [name for name, _ in events]
     if "custom" not in names or "updates" not in names:
@@ -147,26 +218,24 @@ async def http_stream(client: httpx.AsyncClient) -> Sample:
     return Sample(latency, first_event_s=first, custom_event_s=custom)
 
 
-async def http_custom(client: httpx.AsyncClient) -> Sample:
+async def http_custom(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
-    events, first, custom = await _sse(
-        client, "/runs/stream", {"assistant_id": "writer", "input": {"n": 1}, "stream_mode": ["custom"]}, t0
-    )
+    events, first, custom = await _sse(client, "/runs/stream", _CUSTOM, t0)
     latency = time.perf_counter() - t0
     if custom is None:
         raise WrongAnswer(f"no custom event: {[n for n, _ in events]}")
     return Sample(latency, first_event_s=first, custom_event_s=custom)
 
 
-async def http_ten(client: httpx.AsyncClient) -> Sample:
+async def http_ten(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
-    out = await _post_json(client, "/runs/wait", {"assistant_id": "ten", "input": {"n": 0}})
+    out = await _post_json(client, "/runs/wait", _TEN)
     latency = time.perf_counter() - t0
     _expect(out, {"n": 10})
     return Sample(latency)
 
 
-HTTP_RUNS: dict[str, Callable[[httpx.AsyncClient], Awaitable[Sample]]] = {
+HTTP_RUNS: dict[str, Callable[[HTTPClient], Awaitable[Sample]]] = {
     "a": http_stateless,
     "b": http_threaded,
     "c": http_stream,
