@@ -85,6 +85,7 @@ async def _create(
         thread_id=thread_id,
         auth=auth,
         request_id=request.headers.get("x-request-id"),
+        attached=attached,
     )
 
 

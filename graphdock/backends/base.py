@@ -140,12 +140,17 @@ class Storage(ABC):
         thread: Row,
         if_not_exists: str,
         multitask_strategy: str,
+        start: bool = False,
     ) -> tuple[Row, list[str]]:
         """Insert a pending run, creating its thread if allowed; return (run, in-flight run ids).
 
         Raises NotFound when the thread is missing and may not be created, Conflict for
         ``reject`` with runs in flight. ``thread`` holds the metadata and config that a
         created thread gets and that an existing thread merges.
+
+        ``start``: when the thread has no run in flight, insert the run already claimed
+        (``running``, attempt 1, as :meth:`claim_run` would leave it) in the same
+        transaction; the returned row's status tells whether it was.
         """
 
     @abstractmethod
@@ -273,6 +278,17 @@ class Queue(ABC):
 
     @abstractmethod
     def enqueue(self, run_id: str, thread_id: str, *, not_before: float | None = None) -> None: ...
+
+    @abstractmethod
+    def can_start(self, thread_id: str) -> bool:
+        """Whether a run on ``thread_id`` would start at once: a worker is free, no run of
+        the thread is active or waiting, and no other run waits for a worker."""
+
+    @abstractmethod
+    def start_claimed(self, run: Row) -> bool:
+        """Start a run that is already claimed (see ``Storage.create_run(start=True)``), its
+        row passed to the worker; False (nothing started) when :meth:`can_start` no longer
+        holds for its thread."""
 
     @abstractmethod
     def cancel(self, run_id: str, action: CancelAction) -> bool:

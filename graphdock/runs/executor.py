@@ -103,8 +103,9 @@ class Executor:
         self.events = events
         self.run_timeout = run_timeout
 
-    async def execute(self, run_id: str) -> None:
-        run = await self.storage.claim_run(run_id)
+    async def execute(self, run_id: str, claimed: Row | None = None) -> None:
+        """Run ``run_id``: claim it (``claimed``: the row of a run created already claimed)."""
+        run = claimed if claimed is not None else await self.storage.claim_run(run_id)
         if run is None:
             return
         thread_id = run["thread_id"]

@@ -97,10 +97,12 @@ class RunsService:
         thread_id: str | None,
         auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
+        attached: bool = False,
     ) -> Row:
-        """Insert a pending run (and its thread when needed) and hand it to the queue."""
+        """Insert a pending run (and its thread when needed) and hand it to the queue
+        (``attached``: see :meth:`insert`)."""
         prepared = await self.prepare(body, thread_id=thread_id, auth=auth, request_id=request_id)
-        return await self.insert(prepared)
+        return await self.insert(prepared, attached=attached)
 
     async def create_batch(
         self,
@@ -284,11 +286,18 @@ class RunsService:
             if_not_exists="create" if stateless else (body.if_not_exists or "reject"),
         )
 
-    async def insert(self, prepared: "PreparedRun") -> Row:
-        """Write a prepared run (and its thread), apply its multitask strategy, queue it."""
+    async def insert(self, prepared: "PreparedRun", *, attached: bool = False) -> Row:
+        """Write a prepared run (and its thread), apply its multitask strategy, queue it.
+
+        ``attached`` (the client waits on the run, whose row it is not shown): when a worker
+        and the thread are free, the run is written already claimed and handed straight to
+        a worker, one transaction fewer than writing it pending and claiming it.
+        """
         run = prepared.run
         run_id, thread_id = run["run_id"], run["thread_id"]
         strategy = run["multitask_strategy"]
+        not_before = self._not_before(run)
+        start = attached and not_before is None and self.queue.can_start(thread_id)
         await self.events.open(run_id, thread_id, resumable=bool(run["kwargs"]["resumable"]))
         try:
             row, inflight = await self.storage.create_run(
@@ -296,14 +305,21 @@ class RunsService:
                 thread=prepared.thread,
                 if_not_exists=prepared.if_not_exists,
                 multitask_strategy=strategy,
+                start=start,
             )
         except BaseException:
             await self.events.close(run_id)
             raise
+        if row["status"] == "running":
+            if self.queue.start_claimed(row):
+                return row
+            # a worker was taken meanwhile: back to pending, and through the queue (its
+            # attempt count then starts at 2)
+            row = await self.storage.set_run_status(run_id, "pending") or row
         if strategy in ("interrupt", "rollback") and inflight:
             for other in inflight:
                 await self._cancel_one(other, thread_id, strategy)  # type: ignore[arg-type]
-        self.queue.enqueue(run_id, thread_id, not_before=self._not_before(row))
+        self.queue.enqueue(run_id, thread_id, not_before=not_before)
         return row
 
     # -- lookup -------------------------------------------------------------------

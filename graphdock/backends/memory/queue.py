@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from typing import Awaitable, Callable
 
-from graphdock.backends.base import CancelAction, Queue
+from graphdock.backends.base import CancelAction, Queue, Row
 
 logger = logging.getLogger("graphdock.queue")
 
@@ -19,7 +19,7 @@ logger = logging.getLogger("graphdock.queue")
 class MemoryQueue(Queue):
     def __init__(self, *, concurrency: int = 10) -> None:
         self.concurrency = max(1, concurrency)
-        self._execute: Callable[[str], Awaitable[None]] | None = None
+        self._execute: Callable[..., Awaitable[None]] | None = None
         self._pending: dict[str, deque[str]] = {}
         self._ready: deque[str] = deque()
         self._active_threads: set[str] = set()
@@ -27,7 +27,7 @@ class MemoryQueue(Queue):
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._stopping = False
 
-    async def start(self, execute: Callable[[str], Awaitable[None]]) -> None:
+    async def start(self, execute: Callable[..., Awaitable[None]]) -> None:
         self._execute = execute
         self._stopping = False
         self._pump()
@@ -55,6 +55,28 @@ class MemoryQueue(Queue):
                 self._timers[run_id] = loop.call_later(delay, self._release, run_id, thread_id)
                 return
         self._add(run_id, thread_id)
+
+    def can_start(self, thread_id: str) -> bool:
+        return (
+            self._execute is not None
+            and not self._stopping
+            and not self._ready
+            and len(self._tasks) < self.concurrency
+            and thread_id not in self._active_threads
+            and thread_id not in self._pending
+        )
+
+    def start_claimed(self, run: Row) -> bool:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        if not self.can_start(thread_id):
+            return False
+        self._start(run_id, thread_id, run)
+        return True
+
+    def _start(self, run_id: str, thread_id: str, claimed: Row | None = None) -> None:
+        self._active_threads.add(thread_id)
+        task = asyncio.create_task(self._run(run_id, thread_id, claimed), name=f"run-{run_id}")
+        self._tasks[run_id] = task
 
     def _release(self, run_id: str, thread_id: str) -> None:
         self._timers.pop(run_id, None)
@@ -92,14 +114,15 @@ class MemoryQueue(Queue):
             run_id = queue.popleft()
             if not queue:
                 del self._pending[thread_id]
-            self._active_threads.add(thread_id)
-            task = asyncio.create_task(self._run(run_id, thread_id), name=f"run-{run_id}")
-            self._tasks[run_id] = task
+            self._start(run_id, thread_id)
 
-    async def _run(self, run_id: str, thread_id: str) -> None:
+    async def _run(self, run_id: str, thread_id: str, claimed: Row | None = None) -> None:
         assert self._execute is not None
         try:
-            await self._execute(run_id)
+            if claimed is None:
+                await self._execute(run_id)
+            else:
+                await self._execute(run_id, claimed)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -626,8 +626,9 @@ class SqliteStorage(Storage):
         thread: Row,
         if_not_exists: str,
         multitask_strategy: str,
+        start: bool = False,
     ) -> tuple[Row, list[str]]:
-        return await self._write(_create_run, run, thread, if_not_exists, multitask_strategy)
+        return await self._write(_create_run, run, thread, if_not_exists, multitask_strategy, start)
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> Row | None:
         if thread_id is None:
@@ -766,7 +767,7 @@ def _update_thread(
 
 
 def _create_run(
-    conn: Conn, run: Row, thread: Row, if_not_exists: str, multitask_strategy: str
+    conn: Conn, run: Row, thread: Row, if_not_exists: str, multitask_strategy: str, start: bool = False
 ) -> tuple[Row, list[str]]:
     thread_id = run["thread_id"]
     existing = conn.execute(
@@ -806,19 +807,22 @@ def _create_run(
             " WHERE thread_id = ?",
             (_j(merged_meta), _j(thread["config"]), run["created_at"], thread_id),
         )
+    if start and not inflight:
+        run = {**run, "status": "running", "attempt": 1}
     conn.execute(
         "INSERT INTO gd_runs (run_id, thread_id, assistant_id, created_at, updated_at, status,"
-        " metadata, kwargs, multitask_strategy, attempt) VALUES (?,?,?,?,?,?,?,?,?,0)",
+        " metadata, kwargs, multitask_strategy, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             run["run_id"],
             thread_id,
             run["assistant_id"],
             run["created_at"],
             run["updated_at"],
-            "pending",
+            run["status"],
             _j(run["metadata"]),
             _j(run["kwargs"]),
             run["multitask_strategy"],
+            run["attempt"],
         ),
     )
     return run, inflight
