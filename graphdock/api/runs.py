@@ -274,7 +274,7 @@ async def stream_stateless_run(
 async def _wait(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
     srv = server(request)
     run = await _create(request, body, thread_id, auth, attached=True)
-    events = srv.events.subscribe(run["run_id"], from_start=True)
+    events = srv.events.subscribe(run["run_id"], from_start=True, at_end=True)
     return RunResponse(
         _wait_body(
             request,
@@ -373,7 +373,7 @@ async def join_run(
     run = await srv.storage.get_run(rid, tid)
     if run is None:
         return JSONResponse({"__error__": RUN_NOT_FOUND})
-    events = srv.events.subscribe(rid)
+    events = srv.events.subscribe(rid, at_end=True)
     return StreamingResponse(
         _wait_body(
             request,

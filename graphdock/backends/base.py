@@ -246,10 +246,19 @@ class EventLog(ABC):
 
     @abstractmethod
     def subscribe(
-        self, run_id: str, *, last_event_id: str | None = None, from_start: bool = False
+        self,
+        run_id: str,
+        *,
+        last_event_id: str | None = None,
+        from_start: bool = False,
+        at_end: bool = False,
     ) -> AsyncIterator[Event]:
         """Events of a run: replayed ones after ``last_event_id`` (or all, with ``from_start``
-        while they are kept), then live ones, ending when the run's stream is closed."""
+        while they are kept), then live ones, ending when the run's stream is closed.
+
+        ``at_end``: the same events, delivered together once the stream is closed (for a
+        subscriber that only needs the outcome, such as ``/wait``: it is not woken per event).
+        """
 
     @abstractmethod
     def subscribe_thread(

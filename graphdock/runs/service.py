@@ -443,5 +443,5 @@ class RunsService:
                 await self._cancel_one(row["run_id"], row["thread_id"], "interrupt")
 
     async def wait_until_finished(self, run_id: str) -> None:
-        async for _ in self.events.subscribe(run_id):
+        async for _ in self.events.subscribe(run_id, at_end=True):
             pass

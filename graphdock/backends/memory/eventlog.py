@@ -50,17 +50,21 @@ class _RunLog:
         self.waiters: set[_Waker] = set()
 
     def wake(self) -> None:
+        finished = self.finished
         for waiter in self.waiters:
-            waiter.wake()
+            if finished or not waiter.at_end:
+                waiter.wake()
 
 
 class _Waker:
-    """What a subscriber waiting for a run's next event is woken through."""
+    """What a subscriber waiting for a run's next event is woken through (``at_end``: only
+    when the run's stream is closed)."""
 
-    __slots__ = ("future",)
+    __slots__ = ("future", "at_end")
 
-    def __init__(self) -> None:
+    def __init__(self, at_end: bool = False) -> None:
         self.future: asyncio.Future[bool] | None = None
+        self.at_end = at_end
 
     def wake(self) -> None:
         future = self.future
@@ -80,10 +84,10 @@ class _RunSubscription:
     yielded whenever ``interval`` seconds pass without an event (heartbeats).
     """
 
-    def __init__(self, log: _RunLog, index: int) -> None:
+    def __init__(self, log: _RunLog, index: int, *, at_end: bool = False) -> None:
         self._log = log
         self._index = index
-        self._waiter = _Waker()
+        self._waiter = _Waker(at_end)
         self._closed = False
         log.waiters.add(self._waiter)
 
@@ -98,7 +102,7 @@ class _RunSubscription:
     async def _next(self, interval: float | None) -> Event | None:
         log = self._log
         while True:
-            if self._index < len(log.events):
+            if self._index < len(log.events) and (log.finished or not self._waiter.at_end):
                 item = log.events[self._index]
                 self._index += 1
                 return item
@@ -217,7 +221,12 @@ class MemoryEventLog(EventLog):
         return log is None or log.finished
 
     def subscribe(
-        self, run_id: str, *, last_event_id: str | None = None, from_start: bool = False
+        self,
+        run_id: str,
+        *,
+        last_event_id: str | None = None,
+        from_start: bool = False,
+        at_end: bool = False,
     ) -> AsyncIterator[Event]:
         # Resolve the log now, not at first iteration: a fast run may end (and its
         # log be dropped) before the subscriber starts reading.
@@ -234,7 +243,7 @@ class MemoryEventLog(EventLog):
                 index += 1
         else:
             index = len(log.events)
-        return _RunSubscription(log, index)
+        return _RunSubscription(log, index, at_end=at_end)
 
     def subscribe_thread(
         self, thread_id: str, *, last_event_id: str | None = None
