@@ -114,14 +114,21 @@ async def _sse_events(
     cancel_on_disconnect: bool = False,
 ) -> AsyncIterator[bytes]:
     finished = False
+    # events already published when the response catches up go out in one write
+    take_ready = getattr(events, "take_ready", None)
     try:
         async for item in with_ticks(events):
             if item is None:
                 yield HEARTBEAT
                 continue
-            if accept is not None and not accept(item.event):
-                continue
-            yield frame(item.event, item.data, item.id if with_ids else None)
+            batch = [item, *take_ready()] if take_ready is not None else [item]
+            chunk = b"".join(
+                frame(ev.event, ev.data, ev.id if with_ids else None)
+                for ev in batch
+                if accept is None or accept(ev.event)
+            )
+            if chunk:
+                yield chunk
         finished = True
     finally:
         if not finished and cancel_on_disconnect and run is not None:
