@@ -29,6 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import procs
+from graphdock.server import tune_gc
 from bench.workloads import (
     BY_KEY, CLIENTS, WORKLOADS, HTTP_RUNS, Batch, InProcess, Sample, drive, load_graphs, open_saver,
 )
@@ -89,6 +90,10 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
     inproc = InProcess(load_graphs(), saver)
     inproc_runs = inproc.runs()
     tallies: dict[tuple[str, str], Tally] = {}
+    # this process runs the in-process graphs and the load generator: the same garbage
+    # collector settings as the server's, so that neither measures collection pauses
+    # over the harness's own start-up objects
+    tune_gc()
 
     def runner(target: str, key: str):
         if target in servers:
