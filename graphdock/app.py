@@ -17,28 +17,13 @@ from starlette.responses import PlainTextResponse, Response
 from graphdock import __version__
 from graphdock.api import assistants, meta, runs, store, threads
 from graphdock.api.common import JSONResponse
+from graphdock.api.errors import error_response
+from graphdock.api.fastpath import RunFastPath
 from graphdock.config import Settings
 from graphdock.errors import APIError
 from graphdock.server import Server
 
 logger = logging.getLogger("graphdock.api")
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        where = ".".join(loc) or "body"
-        kind = err.get("type", "")
-        if kind == "extra_forbidden":
-            lines.append(f"Unknown field '{where}': not accepted by this endpoint")
-        elif kind == "json_invalid":
-            return "Invalid JSON in request body"
-        elif kind == "missing":
-            lines.append(f"'{where}' is a required property")
-        else:
-            lines.append(f"'{where}': {err.get('msg', 'invalid value')}")
-    return "\n".join(lines) or "Invalid request"
 
 
 class InternalErrors:
@@ -131,22 +116,13 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
 
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> Response:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    async def _error(request: Request, exc: Exception) -> Response:
+        response = error_response(exc)
+        assert response is not None
+        return response
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse({"detail": _describe_validation(exc)}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = exc.detail if isinstance(exc.detail, str) else "unknown error"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(ValueError)
-    async def _value_error(request: Request, exc: ValueError) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    for kind in (APIError, RequestValidationError, StarletteHTTPException, ValueError):
+        app.add_exception_handler(kind, _error)
 
     # One flat route list (included routers would each add a layer of matching, done twice
     # per request), the routes every run goes through first: a request is matched against
@@ -156,6 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.router.routes.extend(router.routes)
     app.router.routes.sort(key=lambda route: _HOT_PATHS.get(getattr(route, "path", ""), len(_HOT_PATHS)))
 
+    app.add_middleware(RunFastPath)
     app.add_middleware(InternalErrors)
     cors: dict[str, Any] = dict(settings.config.http.get("cors") or {})
     if cors:

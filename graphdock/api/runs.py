@@ -247,7 +247,13 @@ async def create_stateless_run(
     return JSONResponse(public_run(run), headers={"Content-Location": _locations(run, True, "")["Content-Location"]})
 
 
-async def _stream(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
+async def answer_stream(
+    request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext
+) -> StreamingResponse:
+    """``POST [/threads/{thread_id}]/runs/stream`` (``thread_id`` as given in the path; None
+    for a stateless run), for the route and for :mod:`graphdock.api.fastpath`."""
+    if thread_id is not None:
+        thread_id = _tid(thread_id)
     srv = server(request)
     run = await _create(request, body, thread_id, auth, attached=True)
     events = srv.events.subscribe(run["run_id"], from_start=True)
@@ -268,17 +274,23 @@ async def _stream(request: Request, body: models.RunCreate, thread_id: str | Non
 async def stream_thread_run(
     thread_id: str, body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
-    return await _stream(request, body, _tid(thread_id), auth)
+    return await answer_stream(request, body, thread_id, auth)
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream it")
 async def stream_stateless_run(
     body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
-    return await _stream(request, body, None, auth)
+    return await answer_stream(request, body, None, auth)
 
 
-async def _wait(request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext) -> StreamingResponse:
+async def answer_wait(
+    request: Request, body: models.RunCreate, thread_id: str | None, auth: AuthContext
+) -> StreamingResponse:
+    """``POST [/threads/{thread_id}]/runs/wait`` (``thread_id`` as given in the path; None
+    for a stateless run), for the route and for :mod:`graphdock.api.fastpath`."""
+    if thread_id is not None:
+        thread_id = _tid(thread_id)
     srv = server(request)
     run = await _create(request, body, thread_id, auth, attached=True)
     events = srv.events.subscribe(run["run_id"], from_start=True, at_end=True)
@@ -301,14 +313,14 @@ async def _wait(request: Request, body: models.RunCreate, thread_id: str | None,
 async def wait_thread_run(
     thread_id: str, body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
-    return await _wait(request, body, _tid(thread_id), auth)
+    return await answer_wait(request, body, thread_id, auth)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
 async def wait_stateless_run(
     body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
-    return await _wait(request, body, None, auth)
+    return await answer_wait(request, body, None, auth)
 
 
 @router.post("/runs/batch", summary="Create several stateless runs")

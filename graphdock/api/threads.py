@@ -25,14 +25,19 @@ def _tid(thread_id: str) -> str:
     return parse_uuid(thread_id, "thread")
 
 
-@router.post("", summary="Create a thread")
-async def create_thread(
-    body: models.ThreadCreate, request: Request, auth: AuthContext = Depends(request_auth)
-) -> JSONResponse:
+async def answer_create_thread(request: Request, body: models.ThreadCreate, auth: AuthContext) -> JSONResponse:
+    """``POST /threads``, for the route and for :mod:`graphdock.api.fastpath`."""
     row, problem = await server(request).threads.create(body, auth)
     if problem is not None:
         return JSONResponse({"detail": problem}, status_code=201)
     return JSONResponse(row)
+
+
+@router.post("", summary="Create a thread")
+async def create_thread(
+    body: models.ThreadCreate, request: Request, auth: AuthContext = Depends(request_auth)
+) -> JSONResponse:
+    return await answer_create_thread(request, body, auth)
 
 
 @router.post("/search", summary="Search threads")
