@@ -28,6 +28,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import uvloop
+
 from bench import procs
 from graphdock.server import tune_gc
 from bench.workloads import (
@@ -117,18 +119,25 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
             for target in targets + local:
                 await drive(runner(target, workload.key), runs=args.warmup, clients=args.clients)
             per_round = [args.runs // args.rounds + (1 if r < args.runs % args.rounds else 0) for r in range(args.rounds)]
+            round_seconds = args.min_seconds / args.rounds
             for r, n in enumerate(per_round):
                 order = targets if (wi + r) % 2 == 0 else targets[::-1]
                 for target in order + local:
-                    cpu0, own0 = cpu_now(target), time.process_time()
-                    batch = await drive(runner(target, workload.key), runs=n, clients=args.clients)
                     tally = tallies.setdefault((workload.key, target), Tally())
-                    own = time.process_time() - own0 if target in servers else 0.0
-                    tally.add(batch, cpu_now(target) - cpu0, own)
-                    ok = len(batch.samples)
+                    ok = errors = 0
+                    wall = 0.0
+                    # at least n runs, and batches of n until the round has lasted round_seconds
+                    while True:
+                        cpu0, own0 = cpu_now(target), time.process_time()
+                        batch = await drive(runner(target, workload.key), runs=n, clients=args.clients)
+                        own = time.process_time() - own0 if target in servers else 0.0
+                        tally.add(batch, cpu_now(target) - cpu0, own)
+                        ok, errors, wall = ok + len(batch.samples), errors + len(batch.errors), wall + batch.wall_s
+                        if wall >= round_seconds or not batch.samples:
+                            break
                     print(
-                        f"    round {r + 1}/{args.rounds} {target:<18} {ok:>5} ok {len(batch.errors):>4} err"
-                        f" {ok / batch.wall_s if batch.wall_s else 0:8.1f} runs/s",
+                        f"    round {r + 1}/{args.rounds} {target:<18} {ok:>5} ok {errors:>4} err"
+                        f" {ok / wall if wall else 0:8.1f} runs/s",
                         flush=True,
                     )
     finally:
@@ -317,7 +326,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="graphdock benchmarks (see bench/README.md)")
     parser.add_argument("--runs", type=int, default=300, help="timed runs per workload and target (default 300)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed runs per workload and target first (default 2 per client)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs per workload and target first (default 10 per client)")
+    parser.add_argument(
+        "--min-seconds", type=float, default=6.0,
+        help="timed seconds per workload and target at least: a target faster than --runs in that"
+             " time runs more (default 6, split over the rounds)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="split the runs into this many rounds, alternating the server order (default 3)")
     parser.add_argument("--n-jobs", type=int, default=10, help="--n-jobs-per-worker for both servers (default 10, both servers' default)")
     parser.add_argument("--workloads", default="abcde", help="which workloads, e.g. 'ab' (default abcde)")
@@ -331,11 +345,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny N, for smoke tests: 12 runs, 4 clients, 4 warm-up, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.runs, args.clients, args.rounds = 12, 4, 1
+        args.runs, args.clients, args.rounds, args.min_seconds = 12, 4, 1, 0.0
         if args.warmup is None:
             args.warmup = 4
     if args.warmup is None:
-        args.warmup = 2 * args.clients
+        args.warmup = 10 * args.clients
     args.rounds = max(1, min(args.rounds, args.runs))
     bad = [k for k in args.workloads if k not in BY_KEY]
     if bad or not args.workloads:
@@ -382,11 +396,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{name}: {srv.url} pid {srv.pid}, up in {srv.startup_s:.2f}s, idle RSS {srv.idle_rss_kb / 1024:.0f} MB")
         print(
-            f"{args.runs} runs per workload and target, {args.clients} clients, {args.warmup} warm-up runs,"
+            f"{args.runs}+ runs and {args.min_seconds:g}+ s per workload and target, {args.clients} clients,"
+            f" {args.warmup} warm-up runs,"
             f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}, client {args.client}",
             flush=True,
         )
-        rows = asyncio.run(bench(args, servers, workdir))
+        # uvloop, as in the server: the load generator and the in-process runs get the same
+        # event loop as the server they are compared with
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            rows = runner.run(bench(args, servers, workdir))
         server_info = {}
         for name, srv in servers.items():
             assert srv.sampler is not None
@@ -427,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "settings": {
             "runs": args.runs, "clients": args.clients, "warmup": args.warmup, "rounds": args.rounds,
+            "min_seconds": args.min_seconds,
             "n_jobs_per_worker": args.n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
             "client": args.client,
         },
