@@ -39,7 +39,8 @@ from bench.workloads import (
 GRAPHDOCK = "graphdock"
 OFFICIAL = "official"
 INPROC = "in-process"
-INPROC_SQLITE = "in-process+sqlite"  # stateless shape, but checkpointed like a threaded run
+INPROC_SQLITE = "in-process+sqlite"  # stateless shapes (a, c), but checkpointed like a threaded run
+DURABLE_BASELINE = {"a": INPROC_SQLITE, "b": INPROC, "c": INPROC_SQLITE}  # b's in-process runs are checkpointed
 
 
 @dataclass
@@ -102,7 +103,8 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
             fn, clients = HTTP_RUNS[key], http_clients[target]
             return lambda i: fn(clients[i])
         if target == INPROC_SQLITE:
-            return lambda i: inproc.stateless_checkpointed()
+            checkpointed = inproc.stream_checkpointed if key == "c" else inproc.stateless_checkpointed
+            return lambda i: checkpointed()
         run = inproc_runs[key]
         return lambda i: run()
 
@@ -114,7 +116,7 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
     try:
         for wi, workload in enumerate(workloads):
             targets = list(servers)
-            local = [INPROC] + ([INPROC_SQLITE] if workload.key == "a" else [])
+            local = [INPROC] + ([INPROC_SQLITE] if workload.key in ("a", "c") else [])
             print(f"[{workload.key}] {workload.name}: {workload.description}", flush=True)
             for target in targets + local:
                 await drive(runner(target, workload.key), runs=args.warmup, clients=args.clients)
@@ -199,6 +201,9 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if other == OFFICIAL:
                 entry["cpu_per_run_vs_official"] = _div(gd["cpu_ms_per_run"], ref["cpu_ms_per_run"])
                 entry["peak_rss_vs_official"] = _div(gd["peak_rss_mb"], ref["peak_rss_mb"])
+        durable = by.get((key, DURABLE_BASELINE.get(key, "")))
+        if durable is not None:
+            entry["throughput_vs_inprocess_durable"] = _div(gd["throughput_rps"], durable["throughput_rps"])
         out.append(entry)
     return out
 
@@ -268,11 +273,15 @@ def report(result: dict[str, Any]) -> str:
             _fmt(q.get("p99_vs_official"), ".2f"), _fmt(q.get("cpu_per_run_vs_official"), ".2f"),
             _fmt(q.get("peak_rss_vs_official"), ".2f"),
             _fmt(q.get("throughput_vs_inprocess"), ".3f"), _fmt(q.get("p50_vs_inprocess"), ".1f"),
+            _fmt(q.get("throughput_vs_inprocess_durable"), ".3f"),
         ])
-    out.append("graphdock / official and graphdock / in-process (throughput: >1 is faster; latency, CPU, RSS: <1 is better)")
+    out.append(
+        "graphdock / official and graphdock / in-process (throughput: >1 is faster; latency, CPU, RSS: <1 is"
+        " better; durable in-process: the same graph with graphdock's SQLite checkpointer)"
+    )
     out.append(table(
         ["workload", "runs/s vs off.", "p50 vs off.", "p99 vs off.", "cpu/run vs off.", "RSS vs off.",
-         "runs/s vs in-proc", "p50 vs in-proc"],
+         "runs/s vs in-proc", "p50 vs in-proc", "runs/s vs durable in-proc"],
         body,
     ))
     return "\n\n".join(out)

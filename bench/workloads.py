@@ -299,13 +299,19 @@ class InProcess:
 
     threaded = stateless_checkpointed
 
-    async def stream(self) -> Sample:
+    async def stream(self, checkpointed: bool = False) -> Sample:
         t0 = time.perf_counter()
         first = custom = None
         seen: list[str] = []
         last_values = None
-        async for mode, chunk in self.plain["writer"].astream(
-            {"n": 1}, stream_mode=["values", "updates", "custom"]
+        if checkpointed:
+            graph = self.persistent["writer"]
+            config: Any = {"configurable": {"thread_id": str(uuid.uuid4())}}
+            extra: dict[str, Any] = {"durability": "async"}
+        else:
+            graph, config, extra = self.plain["writer"], None, {}
+        async for mode, chunk in graph.astream(
+            {"n": 1}, config, stream_mode=["values", "updates", "custom"], **extra
         ):
             now = time.time()
             if first is None:
@@ -320,6 +326,10 @@ class InProcess:
             raise WrongAnswer(f"missing custom/updates chunks: {seen}")
         _expect(last_values, {"n": 2})
         return Sample(latency, first_event_s=first, custom_event_s=custom)
+
+    async def stream_checkpointed(self) -> Sample:
+        """:meth:`stream` with the checkpointer graphdock uses, on a fresh thread."""
+        return await self.stream(checkpointed=True)
 
     async def custom(self) -> Sample:
         t0 = time.perf_counter()
