@@ -731,10 +731,16 @@ def _update_thread(
     metadata: Row | None = None,
     config: Row | None = None,
     state_updated: bool = False,
+    returning: bool = True,
 ) -> Row | None:
-    row = _one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
-    if row is None:
-        return None
+    """Update a thread row; the row after the update, or None when there is no such thread
+    (``returning=False``: None either way, and the row is not read unless merging metadata)."""
+    if returning or metadata:
+        row = _one(conn, "SELECT * FROM gd_threads WHERE thread_id = ?", (thread_id,))
+        if row is None:
+            return None
+    else:
+        row = {}
     now = serde.now_iso()
     sets, params = ["updated_at = ?"], [now]
     row["updated_at"] = now
@@ -763,7 +769,7 @@ def _update_thread(
         params.append(status)
         row["status"] = status
     conn.execute(f"UPDATE gd_threads SET {', '.join(sets)} WHERE thread_id = ?", [*params, thread_id])
-    return row
+    return row if returning else None
 
 
 def _create_run(
@@ -886,6 +892,7 @@ def _finish_run(
         error=error,
         status=thread_status,
         state_updated=values is not ...,
+        returning=False,
     )
 
 
