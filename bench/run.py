@@ -126,20 +126,20 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
                 order = targets if (wi + r) % 2 == 0 else targets[::-1]
                 for target in order + local:
                     tally = tallies.setdefault((workload.key, target), Tally())
-                    ok = errors = 0
-                    wall = 0.0
-                    # at least n runs, and batches of n until the round has lasted round_seconds
-                    while True:
-                        cpu0, own0 = cpu_now(target), time.process_time()
-                        batch = await drive(runner(target, workload.key), runs=n, clients=args.clients)
-                        own = time.process_time() - own0 if target in servers else 0.0
-                        tally.add(batch, cpu_now(target) - cpu0, own)
-                        ok, errors, wall = ok + len(batch.samples), errors + len(batch.errors), wall + batch.wall_s
-                        if wall >= round_seconds or not batch.samples:
-                            break
+                    # one closed loop per round: a lead-in of one run per client (untimed, so
+                    # that the clients are no longer in step), then at least n timed runs and
+                    # at least round_seconds
+                    cpu0, own0 = cpu_now(target), time.process_time()
+                    batch = await drive(
+                        runner(target, workload.key), runs=n, clients=args.clients,
+                        lead_in=args.clients, min_seconds=round_seconds,
+                    )
+                    own = time.process_time() - own0 if target in servers else 0.0
+                    tally.add(batch, cpu_now(target) - cpu0, own)
+                    ok = len(batch.samples)
                     print(
-                        f"    round {r + 1}/{args.rounds} {target:<18} {ok:>5} ok {errors:>4} err"
-                        f" {ok / wall if wall else 0:8.1f} runs/s",
+                        f"    round {r + 1}/{args.rounds} {target:<18} {ok:>5} ok {len(batch.errors):>4} err"
+                        f" {ok / batch.wall_s if batch.wall_s else 0:8.1f} runs/s",
                         flush=True,
                     )
     finally:

@@ -384,24 +384,56 @@ class Batch:
 
 
 async def drive(
-    run_one: Callable[[int], Awaitable[Sample]], *, runs: int, clients: int
+    run_one: Callable[[int], Awaitable[Sample]],
+    *,
+    runs: int,
+    clients: int,
+    lead_in: int = 0,
+    min_seconds: float = 0.0,
 ) -> Batch:
-    """``runs`` calls of ``run_one(client_index)`` spread over ``clients`` concurrent loops."""
+    """Calls of ``run_one(client_index)`` from ``clients`` concurrent loops, each starting
+    its next run as soon as its last one ended (a closed loop).
+
+    The first ``lead_in`` runs are not recorded: timing starts once every loop is busy and
+    their runs no longer start together, so that what is measured is the steady state,
+    not the burst of all clients starting at once. Then at least ``runs`` runs are
+    recorded, and runs go on being started until ``min_seconds`` have passed.
+    """
     batch = Batch()
-    remaining = runs
+    started = 0  # runs started, lead-in included
+    timing_from: float | None = None  # perf_counter at the start of the timed window
+    window_start = 0.0
+    last_end = 0.0
+
+    def next_is_timed() -> bool | None:
+        """Whether the run about to start is recorded; None: stop."""
+        nonlocal started, timing_from, window_start
+        if started < lead_in:
+            started += 1
+            return False
+        if timing_from is None:
+            timing_from, window_start = time.perf_counter(), time.monotonic()
+        timed = started - lead_in
+        if timed >= runs and time.perf_counter() - timing_from >= min_seconds:
+            return None
+        started += 1
+        return True
 
     async def loop(index: int) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
+        nonlocal last_end
+        while (timed := next_is_timed()) is not None:
             try:
-                batch.samples.append(await run_one(index))
+                sample = await run_one(index)
+                if timed:
+                    batch.samples.append(sample)
             except Exception as exc:  # counted, never fatal
-                batch.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                if timed:
+                    batch.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            if timed:
+                last_end = time.perf_counter()
 
-    start = time.monotonic()
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop(i) for i in range(min(clients, max(runs, 1)))))
-    batch.wall_s = time.perf_counter() - t0
-    batch.window = (start, time.monotonic())
+    await asyncio.gather(*(loop(i) for i in range(min(clients, max(runs + lead_in, 1)))))
+    if timing_from is not None:
+        batch.wall_s = max(last_end - timing_from, 0.0)
+        batch.window = (window_start, window_start + batch.wall_s)
     return batch
