@@ -315,6 +315,22 @@ def loadavg() -> list[float] | None:
         return None
 
 
+def cpu_speed_ms() -> float:
+    """Milliseconds this machine takes for a fixed piece of pure-Python work (best of 5).
+
+    The VM's speed drifts by a tenth or more within minutes; recorded before and after a
+    run, this tells whether two runs' numbers were taken on an equally fast machine.
+    """
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000.0, 2)
+
+
 def git_revision() -> dict[str, Any]:
     def git(*argv: str) -> str | None:
         try:
@@ -375,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = procs.scratch_dir()
     started_at = dt.datetime.now(dt.timezone.utc)
     load_before = loadavg()
+    speed_before = cpu_speed_ms()
     servers: dict[str, procs.Server] = {}
     official_venv = None
     if args.no_official:
@@ -450,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
+        "cpu_speed_ms": {"before": speed_before, "after": cpu_speed_ms()},
         "graphdock_git": git_revision(),
         "versions": versions,
         "settings": {
@@ -470,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nresults written to {out}")
+    print(f"\ncpu speed (a fixed Python loop; lower is faster): {result['cpu_speed_ms']['before']} ms before, {result['cpu_speed_ms']['after']} ms after")
+    print(f"results written to {out}")
     return 0
 
 
