@@ -77,9 +77,10 @@ class _App(FastAPI):
     """FastAPI with the middleware layers graphdock uses and no others.
 
     Every request passes through each layer, and most layers wrap ``send`` too, so the
-    stack is kept to: the user-facing middleware (CORS, then :class:`InternalErrors`, which
-    answers any unexpected exception with a 500), the exception handlers, and the exit
-    stack FastAPI's request handling expects. Left out: Starlette's server-error layer
+    stack is kept to: graphdock's own middleware (CORS, then :class:`InternalErrors`, which
+    answers any unexpected exception with a 500, then the run fast path of
+    :mod:`graphdock.api.fastpath`), the exception handlers, and the exit stack FastAPI's
+    request handling expects. Left out: Starlette's server-error layer
     (InternalErrors does its job without dropping the connection), FastAPI's native
     OpenTelemetry layer and its body-size limit layer (no limit is configured).
     """
