@@ -71,6 +71,28 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def pause(pids: list[int]) -> list[int]:
+    """SIGSTOP each process tree of ``pids``; the processes actually paused."""
+    paused = []
+    for root in pids:
+        for pid in process_tree(root):
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            paused.append(pid)
+    return paused
+
+
+def resume(pids: list[int]) -> None:
+    """SIGCONT what :func:`pause` paused."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 def tree_rss_kb(pid: int) -> int:
     """Current resident set of the process tree, summed (kB)."""
     return sum(_status_kb(p, "VmRSS") for p in process_tree(pid))

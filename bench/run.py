@@ -113,13 +113,24 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
             return procs.tree_cpu_seconds(servers[target].pid)
         return time.process_time()
 
+    async def measure(target: str, key: str, **kwargs: Any) -> Batch:
+        """Drive ``target``; with isolation, the other servers are paused meanwhile, so that
+        their background work (the official dev server persists its in-memory state after
+        a load) cannot land in this target's measurement."""
+        others = [srv.pid for name, srv in servers.items() if name != target] if args.isolate else []
+        paused = procs.pause(others)
+        try:
+            return await drive(runner(target, key), clients=args.clients, **kwargs)
+        finally:
+            procs.resume(paused)
+
     try:
         for wi, workload in enumerate(workloads):
             targets = list(servers)
             local = [INPROC] + ([INPROC_SQLITE] if workload.key in ("a", "c") else [])
             print(f"[{workload.key}] {workload.name}: {workload.description}", flush=True)
             for target in targets + local:
-                await drive(runner(target, workload.key), runs=args.warmup, clients=args.clients)
+                await measure(target, workload.key, runs=args.warmup)
             per_round = [args.runs // args.rounds + (1 if r < args.runs % args.rounds else 0) for r in range(args.rounds)]
             round_seconds = args.min_seconds / args.rounds
             for r, n in enumerate(per_round):
@@ -130,9 +141,8 @@ async def bench(args: argparse.Namespace, servers: dict[str, procs.Server], work
                     # that the clients are no longer in step), then at least n timed runs and
                     # at least round_seconds
                     cpu0, own0 = cpu_now(target), time.process_time()
-                    batch = await drive(
-                        runner(target, workload.key), runs=n, clients=args.clients,
-                        lead_in=args.clients, min_seconds=round_seconds,
+                    batch = await measure(
+                        target, workload.key, runs=n, lead_in=args.clients, min_seconds=round_seconds
                     )
                     own = time.process_time() - own0 if target in servers else 0.0
                     tally.add(batch, cpu_now(target) - cpu0, own)
@@ -318,8 +328,10 @@ def loadavg() -> list[float] | None:
 def cpu_speed_ms() -> float:
     """Milliseconds this machine takes for a fixed piece of pure-Python work (best of 5).
 
-    The VM's speed drifts by a tenth or more within minutes; recorded before and after a
-    run, this tells whether two runs' numbers were taken on an equally fast machine.
+    The VM's speed drifts by a tenth or more within minutes. Recorded before and after a
+    run, this is a rough indication of how fast the machine was; it measures the
+    interpreter's arithmetic only, not memory or system calls, and has been seen steady
+    while the server's CPU per run moved by a tenth.
     """
     best = float("inf")
     for _ in range(5):
@@ -362,6 +374,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workloads", default="abcde", help="which workloads, e.g. 'ab' (default abcde)")
     parser.add_argument("--official-venv", default=None, help=f"virtualenv with langgraph-cli[inmem] (or ${procs.OFFICIAL_VENV_ENV})")
     parser.add_argument("--no-official", action="store_true", help="do not run the official server even if one is configured")
+    parser.add_argument(
+        "--no-isolate", dest="isolate", action="store_false",
+        help="do not pause (SIGSTOP) the other server while one target is measured",
+    )
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="load generator: raw (bench/http1.py, default) or httpx, for comparison")
     parser.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
@@ -472,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "settings": {
             "runs": args.runs, "clients": args.clients, "warmup": args.warmup, "rounds": args.rounds,
-            "min_seconds": args.min_seconds,
+            "min_seconds": args.min_seconds, "isolate": args.isolate,
             "n_jobs_per_worker": args.n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
             "client": args.client,
         },
