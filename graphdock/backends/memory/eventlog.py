@@ -349,16 +349,6 @@ class _ThreadSubscription:
     async def aclose(self) -> None:
         self._unsubscribe()
 
-    def take_ready(self) -> list[Event]:
-        """The events that :meth:`__anext__` would return now without waiting, taken at once
-        (so that a response can send together what arrived together)."""
-        log = self._log
-        if self._waiter.at_end and not log.finished:
-            return []
-        items = log.events[self._index :]
-        self._index = len(log.events)
-        return items
-
     async def ticking(self, interval: float) -> AsyncIterator[Event | None]:
         """The events, with ``None`` whenever ``interval`` seconds pass without one."""
         try:
