@@ -1,13 +1,30 @@
-"""In-process :class:`Queue`: a fixed number of worker slots, one active run per thread.
+"""In-process :class:`Queue`: worker slots, one active run per thread.
 
-Runs are started the moment a slot and their thread are free (no polling);
-delayed runs (``after_seconds``) are scheduled with the event loop's timer.
+Runs are started the moment a slot and their thread are free (no polling), in the order
+they became ready; delayed runs (``after_seconds``) are scheduled with the event loop's
+timer.
+
+**Admission under CPU saturation.** ``concurrency`` (``--n-jobs-per-worker``) is how many
+runs may be active at once. Runs waiting on I/O (a model call) cost no CPU while they
+wait, so the more of them the better; runs that only compute share one event loop,
+and past the point where the loop is busy all the time, more of them at once adds no
+throughput: it only spreads every run's work over a longer time (each run's steps wait
+behind all the others'), so latency grows and varies with the number of runs in flight.
+The queue therefore watches the event loop's thread: while it is saturated (busy for
+nearly all of each :data:`WINDOW_S`) *and* the runs finishing are short (a mean under
+:data:`SHORT_RUN_S`, i.e. they are not waiting on anything slow), it lowers the number
+of runs it starts at once, one step per window, down to :data:`FLOOR` (never above
+``concurrency``); the runs not started wait in order, so each takes about the same time.
+As soon as the loop has time to spare while runs wait, or runs take long, the limit goes
+back up (doubling per window). Runs already active are never stopped; with I/O-bound runs
+the limit stays at ``concurrency``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Awaitable, Callable
 
@@ -15,10 +32,43 @@ from graphdock.backends.base import CancelAction, Queue, Row
 
 logger = logging.getLogger("graphdock.queue")
 
+WINDOW_S = 0.025  # how often the event loop's load is looked at while runs are active
+SATURATED = 0.9  # the loop's thread busy for at least this share of a window: saturated
+SPARE = 0.75  # busy for less than this share: time to spare
+SHORT_RUN_S = 0.25  # runs whose mean duration is below this are taken to be CPU-bound
+FLOOR = 4  # the fewest runs started at once when saturated (enough to overlap short waits)
+
+
+def next_limit(
+    limit: int, *, maximum: int, busy: float, waiting: int, mean_run_s: float | None
+) -> int:
+    """The number of runs to allow at once after a window in which the event loop's thread
+    was busy for ``busy`` (0..1) of the time, ``waiting`` runs waited for a slot and runs
+    that finished lately took ``mean_run_s`` on average (None: none finished yet)."""
+    floor = min(FLOOR, maximum)
+    short = mean_run_s is not None and mean_run_s < SHORT_RUN_S
+    if busy >= SATURATED and short:
+        return max(floor, min(limit, maximum) - 1)
+    if limit >= maximum:
+        return maximum
+    if not short or (waiting and busy < SPARE):
+        return min(maximum, limit * 2)
+    return limit
+
 
 class MemoryQueue(Queue):
-    def __init__(self, *, concurrency: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 10,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
         self.concurrency = max(1, concurrency)
+        self.limit = self.concurrency  # runs started at once now (see the module docstring)
+        self._cpu_clock = cpu_clock  # CPU time of the calling (the event loop's) thread
+        self._sampler: asyncio.TimerHandle | None = None
+        self._window: tuple[float, float] = (0.0, 0.0)  # (loop time, cpu time) at its start
+        self._mean_run_s: float | None = None  # moving mean duration of finished runs
         self._execute: Callable[..., Awaitable[None]] | None = None
         self._pending: dict[str, deque[str]] = {}
         self._ready: deque[str] = deque()
@@ -34,6 +84,9 @@ class MemoryQueue(Queue):
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -61,7 +114,7 @@ class MemoryQueue(Queue):
             self._execute is not None
             and not self._stopping
             and not self._ready
-            and len(self._tasks) < self.concurrency
+            and len(self._tasks) < self.limit
             and thread_id not in self._active_threads
             and thread_id not in self._pending
         )
@@ -74,6 +127,10 @@ class MemoryQueue(Queue):
         return True
 
     def _start(self, run_id: str, thread_id: str, claimed: Row | None = None) -> None:
+        if self._sampler is None:
+            loop = asyncio.get_running_loop()
+            self._window = (loop.time(), self._cpu_clock())
+            self._sampler = loop.call_later(WINDOW_S, self._sample)
         self._active_threads.add(thread_id)
         task = asyncio.create_task(self._run(run_id, thread_id, claimed), name=f"run-{run_id}")
         self._tasks[run_id] = task
@@ -105,7 +162,7 @@ class MemoryQueue(Queue):
     def _pump(self) -> None:
         if self._execute is None or self._stopping:
             return
-        while self._ready and len(self._tasks) < self.concurrency:
+        while self._ready and len(self._tasks) < self.limit:
             thread_id = self._ready.popleft()
             queue = self._pending.get(thread_id)
             if not queue:
@@ -118,6 +175,7 @@ class MemoryQueue(Queue):
 
     async def _run(self, run_id: str, thread_id: str, claimed: Row | None = None) -> None:
         assert self._execute is not None
+        started = asyncio.get_running_loop().time()
         try:
             if claimed is None:
                 await self._execute(run_id)
@@ -128,11 +186,37 @@ class MemoryQueue(Queue):
         except Exception:
             logger.exception("worker failed on run %s", run_id)
         finally:
+            took = asyncio.get_running_loop().time() - started
+            mean = self._mean_run_s
+            self._mean_run_s = took if mean is None else mean + (took - mean) * 0.1
             self._tasks.pop(run_id, None)
             self._active_threads.discard(thread_id)
             if self._pending.get(thread_id):
                 self._ready.append(thread_id)
             self._pump()
+
+    def _sample(self) -> None:
+        """End of a window: adjust :attr:`limit` to the event loop's load (module docstring)."""
+        self._sampler = None
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        now, cpu = loop.time(), self._cpu_clock()
+        wall = now - self._window[0]
+        busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
+        self.limit = next_limit(
+            self.limit,
+            maximum=self.concurrency,
+            busy=busy,
+            waiting=len(self._ready),
+            mean_run_s=self._mean_run_s,
+        )
+        if self._tasks or self._ready:
+            self._window = (now, cpu)
+            self._sampler = loop.call_later(WINDOW_S, self._sample)
+            self._pump()
+        else:
+            self.limit = self.concurrency  # idle: the next burst starts from the full limit
 
     def cancel(self, run_id: str, action: CancelAction) -> bool:
         return run_id in self._tasks
