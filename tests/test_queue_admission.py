@@ -39,7 +39,9 @@ def test_spare_time_with_runs_waiting_doubles_the_limit() -> None:
     assert next_limit(10, maximum=10, busy=mid, waiting=4, mean_run_s=0.01) == 10
 
 
-async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit() -> None:
+async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit(monkeypatch) -> None:
+    # windows are closed by hand only: the queue's own timer must not fire mid-test
+    monkeypatch.setattr(q, "WINDOW_S", 3600.0)
     cpu = [0.0]
     queue = MemoryQueue(concurrency=6, cpu_clock=lambda: cpu[0])
     gates: dict[str, asyncio.Event] = {}

@@ -200,6 +200,9 @@ class MemoryQueue(Queue):
         self._sampler = None
         if self._stopping:
             return
+        if not self._tasks and not self._ready:
+            self.limit = self.concurrency  # idle: the next burst starts from the full limit
+            return
         loop = asyncio.get_running_loop()
         now, cpu = loop.time(), self._cpu_clock()
         wall = now - self._window[0]
@@ -211,12 +214,9 @@ class MemoryQueue(Queue):
             waiting=len(self._ready),
             mean_run_s=self._mean_run_s,
         )
-        if self._tasks or self._ready:
-            self._window = (now, cpu)
-            self._sampler = loop.call_later(WINDOW_S, self._sample)
-            self._pump()
-        else:
-            self.limit = self.concurrency  # idle: the next burst starts from the full limit
+        self._window = (now, cpu)
+        self._sampler = loop.call_later(WINDOW_S, self._sample)
+        self._pump()
 
     def cancel(self, run_id: str, action: CancelAction) -> bool:
         return run_id in self._tasks
