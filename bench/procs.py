@@ -271,12 +271,13 @@ def find_official_venv(explicit: str | None) -> Path | None:
     return venv if (venv / "bin" / "langgraph").exists() else None
 
 
-def official_server(workdir: Path, venv: Path, *, n_jobs: int) -> Server:
+def official_server(workdir: Path, venv: Path, *, n_jobs: int | None = None) -> Server:
     """``langgraph dev`` (in-memory runtime) on a copy of the bench graphs.
 
     ``langgraph dev`` resolves graph paths against its working directory and
     writes its in-memory state there, so it runs in a scratch copy of
-    ``bench/graphs``.
+    ``bench/graphs``. ``n_jobs=None`` leaves ``--n-jobs-per-worker`` at the
+    official server's own default, as its users run it.
     """
     copy = workdir / "official-graphs"
     shutil.copytree(GRAPHS, copy, ignore=shutil.ignore_patterns("__pycache__", ".langgraph_api"))
@@ -290,7 +291,7 @@ def official_server(workdir: Path, venv: Path, *, n_jobs: int) -> Server:
             "--port", str(port),
             "--no-browser",
             "--no-reload",
-            "--n-jobs-per-worker", str(n_jobs),
+            *(["--n-jobs-per-worker", str(n_jobs)] if n_jobs is not None else []),
             "--server-log-level", "WARNING",
         ],
         cwd=copy,

@@ -370,7 +370,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
              " time runs more (default 6, split over the rounds)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="split the runs into this many rounds, alternating the server order (default 3)")
-    parser.add_argument("--n-jobs", type=int, default=10, help="--n-jobs-per-worker for both servers (default 10, both servers' default)")
+    parser.add_argument("--n-jobs", type=int, default=10, help="graphdock's --n-jobs-per-worker (default 10, graphdock's default)")
+    parser.add_argument(
+        "--official-n-jobs", type=int, default=None,
+        help="the official server's --n-jobs-per-worker (default: not given, so its own default applies)",
+    )
     parser.add_argument("--workloads", default="abcde", help="which workloads, e.g. 'ab' (default abcde)")
     parser.add_argument("--official-venv", default=None, help=f"virtualenv with langgraph-cli[inmem] (or ${procs.OFFICIAL_VENV_ENV})")
     parser.add_argument("--no-official", action="store_true", help="do not run the official server even if one is configured")
@@ -425,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servers[GRAPHDOCK] = procs.graphdock_server(workdir, n_jobs=args.n_jobs)
         if official_venv is not None:
-            servers[OFFICIAL] = procs.official_server(workdir, official_venv, n_jobs=args.n_jobs)
+            servers[OFFICIAL] = procs.official_server(workdir, official_venv, n_jobs=args.official_n_jobs)
         for name, srv in list(servers.items()):
             try:
                 srv.start()
@@ -440,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.runs}+ runs and {args.min_seconds:g}+ s per workload and target, {args.clients} clients,"
             f" {args.warmup} warm-up runs,"
-            f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}, client {args.client}",
+            f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}"
+            f" (official: {args.official_n_jobs if args.official_n_jobs is not None else 'its default'}),"
+            f" client {args.client}",
             flush=True,
         )
         # uvloop, as in the server: the load generator and the in-process runs get the same
@@ -489,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "runs": args.runs, "clients": args.clients, "warmup": args.warmup, "rounds": args.rounds,
             "min_seconds": args.min_seconds, "isolate": args.isolate,
-            "n_jobs_per_worker": args.n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
+            "n_jobs_per_worker": args.n_jobs, "official_n_jobs_per_worker": args.official_n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
             "client": args.client,
         },
         "workloads": {w.key: {"name": w.name, "description": w.description} for w in WORKLOADS if w.key in args.workloads},
