@@ -95,6 +95,18 @@ def test_quick_run_with_httpx_client(tmp_path: Path) -> None:
         assert row["ok"] == result["settings"]["runs"]
     assert rows[("c", "graphdock")]["custom_event_ms"] is not None
 
+def test_official_server_runs_at_its_own_default_unless_told(tmp_path: Path) -> None:
+    """The official server gets ``--n-jobs-per-worker`` only from ``--official-n-jobs``:
+    its own default is what its users run (graphdock's ``--n-jobs`` is not passed on)."""
+    from bench import procs
+
+    default = procs.official_server(tmp_path / "one", tmp_path, n_jobs=None)
+    assert "--n-jobs-per-worker" not in default.argv
+    told = procs.official_server(tmp_path / "two", tmp_path, n_jobs=4)
+    flag = told.argv.index("--n-jobs-per-worker")
+    assert told.argv[flag + 1] == "4"
+
+
 
 # -- bench/http1.py against a scripted local server ------------------------------------
 
