@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -24,8 +24,9 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver as _LangGraphSqliteSaver
-from langgraph.store.base import Result, TTLConfig
+from langgraph.store.base import Op, PutOp, Result, TTLConfig
 from langgraph.store.sqlite import SqliteStore as _LangGraphSqliteStore
+from langgraph.store.sqlite.base import _namespace_to_text
 
 from graphdock.backends.sqlite.database import Database
 
@@ -116,6 +117,34 @@ class SqliteStore(_OnSharedDatabase, _LangGraphSqliteStore):
 
     def _cursor(self, *, transaction: bool = True) -> Any:
         return self._transaction_cursor(transaction)
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """langgraph's batch, except that a put replacing an item keeps its ``created_at``
+        (langgraph's SQLite store rewrites the row, creation time included): the item's
+        creation time is read before and put back after, in the same transaction."""
+        ops = list(ops)
+        replaced = {
+            (_namespace_to_text(op.namespace), op.key)
+            for op in ops
+            if isinstance(op, PutOp) and op.value is not None
+        }
+        if not replaced:
+            return super().batch(ops)
+        self.setup()
+        with self.database.transaction() as conn:
+            created = [
+                (row[0], prefix, key)
+                for prefix, key in replaced
+                if (
+                    row := conn.execute(
+                        "SELECT created_at FROM store WHERE prefix = ? AND key = ?", (prefix, key)
+                    ).fetchone()
+                )
+                is not None
+            ]
+            results = super().batch(ops)
+            conn.executemany("UPDATE store SET created_at = ? WHERE prefix = ? AND key = ?", created)
+        return results
 
     async def abatch(self, ops: Any) -> list[Result]:
         return self.batch(ops)
