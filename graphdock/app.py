@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+from starlette.applications import Starlette
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -84,6 +85,16 @@ class _App(FastAPI):
     (InternalErrors does its job without dropping the connection), FastAPI's native
     OpenTelemetry layer and its body-size limit layer (no limit is configured).
     """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            # straight to the middleware stack: FastAPI's own __call__ would first ask the
+            # OpenTelemetry providers, on every request, whether to add its layer
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            await Starlette.__call__(self, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> Any:
         handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
