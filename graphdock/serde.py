@@ -12,14 +12,12 @@ import base64
 import dataclasses
 import decimal
 import enum
-import os
-import time as _time
-import uuid
 from collections import deque
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import orjson
+import uuid_utils
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -163,16 +161,9 @@ def now_iso() -> str:
     return iso(now())
 
 
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (version 7)."""
-    ms = _time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return uuid.UUID(int=value)
+def uuid7() -> str:
+    """A new time-ordered UUID (version 7), as its canonical string."""
+    return str(uuid_utils.uuid7())
 
 
 __all__ = [

@@ -141,14 +141,14 @@ class RunsService:
             # a stateless run always starts on a fresh thread: there is nothing to resume
             raise BadRequest("You must provide a thread_id when resuming.")
         if stateless:
-            thread_id = str(serde.uuid7())
+            thread_id = serde.uuid7()
             existing_thread = None
         else:
             assert thread_id is not None
             existing_thread = await self.storage.get_thread(thread_id)
             if existing_thread is None and (body.if_not_exists or "reject") != "create":
                 raise NotFound("Thread or assistant not found.")
-        run_id = str(serde.uuid7())
+        run_id = serde.uuid7()
         graph_id = assistant["graph_id"]
 
         run_config = normalise_config(body.config.model_dump(exclude_none=True) if body.config else {})
@@ -181,7 +181,7 @@ class RunsService:
                 "langgraph_auth_user": auth_user,
                 "langgraph_auth_user_id": auth_identity,
                 "langgraph_auth_permissions": list(permissions or []),
-                "langgraph_request_id": request_id or str(serde.uuid7()),
+                "langgraph_request_id": request_id or serde.uuid7(),
                 "__request_start_time_ms__": int(time.time() * 1000),
                 "__after_seconds__": after,
             }

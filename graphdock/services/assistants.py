@@ -100,7 +100,7 @@ class AssistantsService:
         """
         self.hosting.get(body.graph_id)
         assistant_id = (
-            parse_uuid(body.assistant_id, "assistant") if body.assistant_id else str(serde.uuid7())
+            parse_uuid(body.assistant_id, "assistant") if body.assistant_id else serde.uuid7()
         )
         config, context = mirror_context(
             normalise_config(body.config.model_dump(exclude_none=True) if body.config else {}),

@@ -116,7 +116,7 @@ class ThreadsService:
 
         Returns the row and, when seeding failed, the problem (the thread is kept).
         """
-        thread_id = parse_uuid(body.thread_id, "thread") if body.thread_id else str(serde.uuid7())
+        thread_id = parse_uuid(body.thread_id, "thread") if body.thread_id else serde.uuid7()
         value: dict[str, Any] = {
             "thread_id": thread_id,
             "metadata": clean_metadata(body.metadata),
@@ -233,7 +233,7 @@ class ThreadsService:
         source = await self.storage.get_thread(thread_id, auth_filter=read)
         if source is None:
             raise Conflict("Conflict")
-        new_id = str(serde.uuid7())
+        new_id = serde.uuid7()
         value: dict[str, Any] = {"thread_id": new_id, "metadata": copy.deepcopy(source["metadata"])}
         await self.authorizer.authorize(auth, "threads", "create", value)
         now = serde.now_iso()
