@@ -6,9 +6,12 @@ event loop), each operation one synchronous function run as one transaction
 transaction takes tens of microseconds; handing it to another thread costs more than
 that, and under load each hand-off also waits for the GIL. Since every in-process
 writer uses this connection, SQLite's own write lock is never contended inside the
-process, so a transaction on the event loop never waits for another one. (Another
-process writing to the file, say a backup tool holding a lock, would make the event
-loop wait, for at most the busy timeout.)
+process, so a transaction on the event loop never waits for another one of the process.
+Another process may write to the same file (graphdock's run processes, a backup tool):
+a write that finds SQLite's lock taken retries ``BEGIN IMMEDIATE`` after waits that
+start at tens of microseconds (SQLite's own busy handler sleeps a millisecond or more
+at once, far longer than the other process's transaction), for at most
+:attr:`Database.BUSY_TIMEOUT_S`.
 
 Reads whose cost grows with the data (searches, counts, listings) run instead on a
 reader thread with its own connection (WAL readers never block the writer and see
@@ -30,6 +33,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +50,7 @@ class Database:
     """A SQLite file opened once per process; see the module docstring."""
 
     CHECKPOINT_EVERY = 500
+    BUSY_TIMEOUT_S = 30.0
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class Database:
         conn = self._connect()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=0")  # transactions wait in _begin (module docstring)
         self._conn = conn
         if not self._memory:
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -123,9 +129,15 @@ class Database:
 
     @contextmanager
     def locked(self) -> Iterator[sqlite3.Connection]:
-        """Hold the connection without starting a transaction (for schema set-up)."""
+        """Hold the connection without starting a transaction (for schema set-up, whose
+        statements wait for SQLite's lock in SQLite's own busy handler)."""
         with self._lock:
-            yield self.conn
+            conn = self.conn
+            conn.execute(f"PRAGMA busy_timeout={int(self.BUSY_TIMEOUT_S * 1000)}")
+            try:
+                yield conn
+            finally:
+                conn.execute("PRAGMA busy_timeout=0")
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -140,7 +152,7 @@ class Database:
             if not write or conn.in_transaction:
                 yield conn
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield conn
             except BaseException:
@@ -150,10 +162,79 @@ class Database:
             conn.execute("COMMIT")
             self._committed()
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting while another process holds SQLite's write lock."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                raise
+        deadline = time.monotonic() + self.BUSY_TIMEOUT_S
+        delay = 0.00002
+        while True:
+            time.sleep(delay)  # releases the GIL: the process's other threads go on
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if (
+                    getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
+                    or time.monotonic() >= deadline
+                ):
+                    raise
+            delay = min(delay * 2, 0.002)
+
     def write(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in one write transaction on the shared connection."""
         with self.transaction(write=True) as conn:
             return fn(conn, *args)
+
+    async def awrite(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`write`, except that while another process holds SQLite's write lock the
+        event loop goes on with other work instead of waiting (``fn`` itself runs at once,
+        without yielding, in the transaction)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            conn = self.conn
+            if conn.in_transaction:
+                return fn(conn, *args)  # joins the transaction this thread holds
+            tries, deadline = 0, time.monotonic() + self.BUSY_TIMEOUT_S
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if (
+                        getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
+                        or time.monotonic() >= deadline
+                    ):
+                        raise
+                tries += 1
+                if tries <= 2:
+                    delay = 0.0  # first let what is ready on the loop run
+                elif tries <= 12:
+                    time.sleep(0.00003)  # the other transaction is short: wait here
+                    continue
+                else:
+                    delay = min(0.001 * (tries - 12), 0.01)
+                lock.release()
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    lock.acquire()
+            try:
+                result = fn(conn, *args)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._committed()
+            return result
+        finally:
+            lock.release()
 
     def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` on the shared connection, held for the whole call."""

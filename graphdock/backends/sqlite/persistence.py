@@ -5,7 +5,9 @@ their serialisation and their on-disk format are used unchanged. graphdock only
 decides how they reach the connection: each call is one transaction on the shared
 :class:`Database` (so checkpoint writes never contend with graphdock's own rows for
 SQLite's lock), and the async methods langgraph calls from the event loop run the
-synchronous ones there, instead of raising.
+synchronous ones there, instead of raising; the writing ones start their transaction
+with :meth:`Database.awrite`, so that a wait for another process's write lock lets the
+event loop go on.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self.put(config, checkpoint, metadata, new_versions)
+        self.setup()
+        return await self.database.awrite(
+            lambda _conn: self.put(config, checkpoint, metadata, new_versions)
+        )
 
     async def aput_writes(
         self,
@@ -97,10 +102,12 @@ class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self.put_writes(config, writes, task_id, task_path)
+        self.setup()
+        await self.database.awrite(lambda _conn: self.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        self.delete_thread(thread_id)
+        self.setup()
+        await self.database.awrite(lambda _conn: self.delete_thread(thread_id))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -147,7 +154,11 @@ class SqliteStore(_OnSharedDatabase, _LangGraphSqliteStore):
         return results
 
     async def abatch(self, ops: Any) -> list[Result]:
-        return self.batch(ops)
+        ops = list(ops)
+        if not any(isinstance(op, PutOp) for op in ops):
+            return self.batch(ops)
+        self.setup()
+        return await self.database.awrite(lambda _conn: self.batch(ops))
 
 
 @asynccontextmanager
@@ -156,9 +167,11 @@ async def open_persistence(
     *,
     ttl: TTLConfig | None = None,
     database: Database | None = None,
+    sweeper: bool = True,
 ) -> AsyncIterator[tuple[SqliteSaver, SqliteStore]]:
     """The checkpointer and the store for the server's life, on ``database`` (shared with
-    the storage) or on a database of their own opened at ``path``."""
+    the storage) or on a database of their own opened at ``path``. ``sweeper``: this
+    process deletes the store's expired items (one process per database should)."""
     own = database is None
     if database is None:
         assert path is not None, "give a path or a database"
@@ -169,11 +182,13 @@ async def open_persistence(
         saver.setup()
         store = SqliteStore(database, ttl=ttl or {"sweep_interval_minutes": 5})
         store.setup()
-        store.start_ttl_sweeper()
+        if sweeper:
+            store.start_ttl_sweeper()
         try:
             yield saver, store
         finally:
-            store.stop_ttl_sweeper(timeout=1)
+            if sweeper:
+                store.stop_ttl_sweeper(timeout=1)
     finally:
         if own:
             database.close()

@@ -170,7 +170,7 @@ class SqliteStorage(Storage):
         self.database.close()
 
     async def _write(self, fn: Any, *args: Any) -> Any:
-        return self.database.write(fn, *args)
+        return await self.database.awrite(fn, *args)
 
     async def _read(self, fn: Any, *args: Any) -> Any:
         return self.database.read(fn, *args)
