@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from graphdock.config import ConfigError, Settings, load_config
+from graphdock.config import ConfigError, Settings, default_run_processes, load_config
 
 _SETTINGS_ENV = "GRAPHDOCK_SETTINGS"
 
@@ -28,21 +27,8 @@ def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
         dev=dev,
         topology_check=args.topology_check,
         run_timeout=args.run_timeout,
-    )
-
-
-def _encode(settings: Settings) -> str:
-    return json.dumps(
-        {
-            "config": str(settings.config.path),
-            "data_dir": str(settings.data_dir),
-            "n_jobs_per_worker": settings.n_jobs_per_worker,
-            "host": settings.host,
-            "port": settings.port,
-            "dev": settings.dev,
-            "topology_check": settings.topology_check,
-            "run_timeout": settings.run_timeout,
-        }
+        run_processes=default_run_processes() if args.run_processes is None else args.run_processes,
+        run_process_policy=args.run_process_policy,
     )
 
 
@@ -50,18 +36,7 @@ def app_from_env() -> Any:
     """ASGI app factory for uvicorn's reloader: settings come from the environment."""
     from graphdock.app import create_app
 
-    raw = json.loads(os.environ[_SETTINGS_ENV])
-    settings = Settings(
-        config=load_config(raw["config"]),
-        data_dir=Path(raw["data_dir"]),
-        n_jobs_per_worker=raw["n_jobs_per_worker"],
-        host=raw["host"],
-        port=raw["port"],
-        dev=raw["dev"],
-        topology_check=raw["topology_check"],
-        run_timeout=raw["run_timeout"],
-    )
-    return create_app(settings)
+    return create_app(Settings.from_json(os.environ[_SETTINGS_ENV]))
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -100,7 +75,7 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 1
     _banner(settings)
-    os.environ[_SETTINGS_ENV] = _encode(settings)
+    os.environ[_SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
         "graphdock.cli:app_from_env",
         factory=True,
@@ -122,6 +97,16 @@ def _positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _whole_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return number
 
 
@@ -154,6 +139,20 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
         type=_positive_seconds,
         default=86400.0,
         help="seconds a run may take before it ends with status timeout (default 86400)",
+    )
+    parser.add_argument(
+        "--run-processes",
+        type=_whole_number,
+        default=None,
+        help="processes that execute runs next to the server process when it is saturated "
+        "(default 1 on a machine with more than one core, else 0)",
+    )
+    parser.add_argument(
+        "--run-process-policy",
+        choices=("saturated", "always"),
+        default="saturated",
+        help="saturated: start run processes when the server process is saturated and stop "
+        "them when idle; always: start them with the server and execute every run in them",
     )
     parser.add_argument(
         "--topology-check",

@@ -158,7 +158,40 @@ class Settings:
     resumable_stream_ttl: float = 120.0
     run_timeout: float = 86400.0
     topology_check: str = "warn"
+    run_processes: int = 1
+    run_process_policy: str = "saturated"
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "graphdock.sqlite"
+
+    def to_json(self) -> str:
+        """The settings as JSON, for another process of the same server (the config is
+        read again from its path)."""
+        return json.dumps(
+            {
+                "config": str(self.config.path),
+                "data_dir": str(self.data_dir),
+                "n_jobs_per_worker": self.n_jobs_per_worker,
+                "host": self.host,
+                "port": self.port,
+                "dev": self.dev,
+                "resumable_stream_ttl": self.resumable_stream_ttl,
+                "run_timeout": self.run_timeout,
+                "topology_check": self.topology_check,
+                "run_processes": self.run_processes,
+                "run_process_policy": self.run_process_policy,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        raw = json.loads(text)
+        raw["config"] = load_config(raw["config"])
+        raw["data_dir"] = Path(raw["data_dir"])
+        return cls(**raw)
+
+
+def default_run_processes() -> int:
+    """Run processes a server starts when saturated: one when the machine has a second core."""
+    return 1 if (os.cpu_count() or 1) > 1 else 0

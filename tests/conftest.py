@@ -45,6 +45,10 @@ class ServerProcess:
         self.config = config
         self.env = env or {}
         self.args = args or []
+        policy = os.environ.get("GRAPHDOCK_TEST_RUN_PROCESS_POLICY")
+        if policy and not any(a.startswith("--run-process") for a in self.args):
+            # the whole suite again with every run executed in a run process
+            self.args = [*self.args, "--run-process-policy", policy]
         self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -108,11 +112,21 @@ def factory_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("factory") / "calls.jsonl"
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, factory_log: Path) -> Iterator[ServerProcess]:
+# Where the session server executes runs: every test that uses it runs once against each.
+PLACEMENTS = {
+    "runs-in-server": ["--run-processes", "0"],
+    "runs-in-run-process": ["--run-process-policy", "always"],
+}
+
+
+@pytest.fixture(scope="session", params=list(PLACEMENTS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, factory_log: Path
+) -> Iterator[ServerProcess]:
     proc = ServerProcess(
         tmp_path_factory.mktemp("data"),
         env={"GRAPHDOCK_FACTORY_LOG": str(factory_log)},
+        args=PLACEMENTS[request.param],
     ).start()
     yield proc
     proc.stop()

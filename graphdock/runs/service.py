@@ -23,6 +23,7 @@ from graphdock.hosting import system_assistant_id
 from graphdock.services.threads import ThreadsService
 from graphdock.hosting import Hosting
 from graphdock.runs.executor import Executor, restore_thread_status
+from graphdock.runs.processes import RunProcesses, RunProcessLost
 from graphdock.services.assistants import AssistantsService
 from graphdock.services.common import (
     clean_configurable,
@@ -68,15 +69,68 @@ class RunsService:
         self.authorizer = authorizer
         self.threads = threads
         self.executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)
+        self.processes = RunProcesses(
+            settings.to_json(),
+            events,
+            hosting.topology,
+            size=settings.run_processes,
+            per_process=settings.n_jobs_per_worker,
+            policy=settings.run_process_policy,
+            busy=lambda: queue.busy,
+        )
+        self._local = 0  # runs executing in this process
 
     async def start(self) -> None:
+        await self.processes.start()
         for run in await self.storage.runnable_runs():
             await self.events.open(run["run_id"], run["thread_id"], resumable=bool(run["kwargs"].get("resumable")))
             self.queue.enqueue(run["run_id"], run["thread_id"], not_before=self._not_before(run))
-        await self.queue.start(self.executor.execute)
+        await self.queue.start(self._execute)
 
     async def stop(self) -> None:
         await self.queue.stop()
+        await self.processes.stop()
+
+    async def _execute(self, run_id: str, claimed: Row | None = None) -> None:
+        """Execute a run here or hand it to a run process (see :mod:`graphdock.runs.processes`)."""
+        proc = self.processes.pick(self._local)
+        if proc is None and self.processes.policy == "always" and self.processes.enabled:
+            try:
+                proc = await self.processes.wait_ready()  # graph code never runs here
+            except RunProcessLost as exc:
+                await self._lost(run_id, exc)
+                return
+        self.queue.set_workers(1 + len(self.processes.running))
+        if proc is None:
+            self._local += 1
+            try:
+                await self.executor.execute(run_id, claimed)
+            finally:
+                self._local -= 1
+            return
+        future = proc.execute(run_id, claimed is not None)
+        self.events.on_cancel(run_id, lambda action: proc.cancel(run_id, action))
+        try:
+            await future
+        except RunProcessLost as exc:
+            await self._lost(run_id, exc)
+        finally:
+            self.events.release_cancel(run_id)
+
+    async def _lost(self, run_id: str, exc: Exception) -> None:
+        """A run whose process exited before it ended: recorded as failed (executing it
+        again could take the server down with it)."""
+        row = await self.storage.get_run(run_id)
+        try:
+            if row is not None and row["status"] in ("pending", "running"):
+                error = {"error": type(exc).__name__, "message": str(exc)}
+                await self.events.publish(run_id, "error", serde.dumps(error))
+                await self.storage.finish_run(run_id, "error", thread_status="error", error=error)
+                if row["kwargs"].get("temporary"):
+                    await self.storage.delete_thread(row["thread_id"])
+                    await self.hosting.checkpointer.adelete_thread(row["thread_id"])
+        finally:
+            await self.events.close(run_id)
 
     @staticmethod
     def _not_before(run: Row) -> float | None:

@@ -76,6 +76,25 @@ class MemoryQueue(Queue):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._stopping = False
+        self.busy = 0.0  # the share of the last window the event loop's thread was busy
+        self.workers = 1  # processes executing runs (the server's and its run processes)
+
+    @property
+    def maximum(self) -> int:
+        """Runs active at once at most: ``concurrency`` per process executing runs."""
+        return self.concurrency * self.workers
+
+    def set_workers(self, workers: int) -> None:
+        """Runs execute in ``workers`` processes now. With more than one, the limit is
+        ``concurrency`` per process and no longer follows this loop's load (the runs'
+        work is no longer all on this loop)."""
+        if workers != self.workers:
+            self.workers = workers
+            if workers > 1:
+                self.limit = self.maximum
+                self._pump()
+            else:
+                self.limit = min(self.limit, self.maximum)
 
     async def start(self, execute: Callable[..., Awaitable[None]]) -> None:
         self._execute = execute
@@ -201,19 +220,23 @@ class MemoryQueue(Queue):
         if self._stopping:
             return
         if not self._tasks and not self._ready:
-            self.limit = self.concurrency  # idle: the next burst starts from the full limit
+            self.limit = self.maximum  # idle: the next burst starts from the full limit
+            self.busy = 0.0
             return
         loop = asyncio.get_running_loop()
         now, cpu = loop.time(), self._cpu_clock()
         wall = now - self._window[0]
-        busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
-        self.limit = next_limit(
-            self.limit,
-            maximum=self.concurrency,
-            busy=busy,
-            waiting=len(self._ready),
-            mean_run_s=self._mean_run_s,
-        )
+        busy = self.busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
+        if self.workers > 1:
+            self.limit = self.maximum
+        else:
+            self.limit = next_limit(
+                self.limit,
+                maximum=self.maximum,
+                busy=busy,
+                waiting=len(self._ready),
+                mean_run_s=self._mean_run_s,
+            )
         self._window = (now, cpu)
         self._sampler = loop.call_later(WINDOW_S, self._sample)
         self._pump()

@@ -1,0 +1,151 @@
+"""A run process: executes the runs the server process hands it (see :mod:`.processes`).
+
+Started by the server process as ``python -m graphdock.runs.worker <fd> <log level>``, with the
+server's settings in the environment and one end of a socket pair at file descriptor
+``fd``. It loads the same graphs, opens the same SQLite file (its own connection: its
+checkpoints, store items and run rows are committed as the server's are), sends each run's
+events back over the socket, and stops the runs it is executing (leaving them pending, as
+a server shutting down does) when the server asks it to stop or goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Callable
+
+from graphdock import serde
+from graphdock.backends.base import CancelAction
+from graphdock.runs import processes as wire
+
+
+class RemoteEvents:
+    """The executor's event log in a run process: events go to the server's log over the
+    socket; cancel signals come from it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._cancels: dict[str, tuple[list[CancelAction], list[Callable[[CancelAction], None]]]] = {}
+
+    async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
+        self._writer.write(wire.frame(wire.OPEN, serde.dumps([run_id, thread_id, resumable])))
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        name = event.encode()
+        self._writer.write(
+            wire.frame(wire.PUBLISH, wire.run_id_bytes(run_id) + bytes((len(name),)) + name + data)
+        )
+        if self._writer.transport.get_write_buffer_size() > 1 << 20:
+            await self._writer.drain()
+
+    async def close(self, run_id: str) -> None:
+        self._writer.write(wire.frame(wire.CLOSE, wire.run_id_bytes(run_id)))
+
+    def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
+        actions, callbacks = self._cancels.setdefault(run_id, ([], []))
+        callbacks.append(callback)
+        for action in list(actions):
+            callback(action)
+        return actions
+
+    def request_cancel(self, run_id: str, action: CancelAction) -> None:
+        actions, callbacks = self._cancels.setdefault(run_id, ([], []))
+        actions.append(action)
+        for callback in list(callbacks):
+            callback(action)
+
+    def release_cancel(self, run_id: str) -> None:
+        self._cancels.pop(run_id, None)
+
+
+async def serve(fd: int) -> None:
+    from graphdock.backends.sqlite.persistence import open_persistence
+    from graphdock.backends.sqlite.storage import SqliteStorage
+    from graphdock.config import Settings
+    from graphdock.hosting import Hosting, load_graphs
+    from graphdock.runs.executor import Executor
+    from graphdock.server import tune_gc
+
+    settings = Settings.from_json(os.environ[wire.SETTINGS_ENV])
+    settings.config.apply_env()
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
+    graphs = load_graphs(settings.config)
+    storage = SqliteStorage(settings.database_path)
+    await storage.setup()
+    try:
+        store_ttl = (settings.config.store or {}).get("ttl")
+        async with open_persistence(
+            ttl=store_ttl, database=storage.database, sweeper=False  # type: ignore[arg-type]
+        ) as (saver, store):
+            hosting = Hosting(graphs, store=store, checkpointer=saver, topology=settings.topology_check)  # type: ignore[arg-type]
+            hosting.topology.listener = lambda graph_id, access_context, topology: writer.write(
+                wire.topology_frame(graph_id, access_context, topology)
+            )
+            events = RemoteEvents(writer)
+            executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)  # type: ignore[arg-type]
+            tasks: dict[str, asyncio.Task[None]] = {}
+
+            async def execute(run_id: str, claimed: bool) -> None:
+                try:
+                    row = await storage.get_run(run_id) if claimed else None
+                    if not claimed or row is not None:
+                        await executor.execute(run_id, row)
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    logging.getLogger("graphdock.runs").exception("run process failed on run %s", run_id)
+                finally:
+                    tasks.pop(run_id, None)
+                    if not writer.is_closing():
+                        writer.write(wire.frame(wire.DONE, wire.run_id_bytes(run_id)))
+
+            tune_gc()
+            writer.write(wire.frame(wire.READY, str(os.getpid()).encode()))
+            try:
+                while True:
+                    kind, body = await wire.read_frame(reader)
+                    if kind == wire.RUN:
+                        run_id, _ = wire.split_run_id(body, 1)
+                        tasks[run_id] = asyncio.create_task(execute(run_id, body[:1] == b"1"))
+                    elif kind == wire.CANCEL:
+                        run_id, _ = wire.split_run_id(body, 1)
+                        if run_id in tasks:
+                            events.request_cancel(run_id, "rollback" if body[:1] == b"r" else "interrupt")
+                    elif kind == wire.TOPOLOGY:
+                        wire.observe_topology(hosting.topology, body)
+                    elif kind == wire.STOP:
+                        break
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass  # the server went away
+            running = list(tasks.values())
+            for task in running:
+                task.cancel()  # the executor leaves each run pending, to be retried
+            await asyncio.gather(*running, return_exceptions=True)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+    finally:
+        await storage.close()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server process decides when to stop
+    level = sys.argv[2] if len(sys.argv) > 2 else "WARNING"  # the server's log level
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    fd = int(sys.argv[1])
+    try:
+        import uvloop
+
+        uvloop.run(serve(fd))
+    except ImportError:
+        asyncio.run(serve(fd))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""`pid` and `exit_process`: graphs for tests of run processes.
+
+`pid` returns the id of the process that executed its node: {} -> {"pid": <int>}.
+
+`exit_process` ends the process executing it at once (``os._exit``), as a crash would; it
+refuses to when that process is not a run process (``graphdock.runs.worker``), so that it
+can never take a test server down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from typing_extensions import NotRequired, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class State(TypedDict):
+    pid: NotRequired[int]
+
+
+def _pid(state: State) -> State:
+    return {"pid": os.getpid()}
+
+
+def _exit(state: State) -> State:
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) != "graphdock.runs.worker":
+        raise RuntimeError("exit_process only ends run processes")
+    os._exit(3)
+
+
+graph = StateGraph(State).add_node("pid", _pid).add_edge(START, "pid").add_edge("pid", END).compile()
+exit_graph = StateGraph(State).add_node("exit", _exit).add_edge(START, "exit").add_edge("exit", END).compile()
