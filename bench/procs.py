@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,8 +241,9 @@ class Server:
             return ""
 
 
-def graphdock_server(workdir: Path, *, n_jobs: int) -> Server:
-    """``graphdock serve`` on the bench graphs, embedded SQLite in a fresh data dir."""
+def graphdock_server(workdir: Path, *, n_jobs: int, extra: Sequence[str] = ()) -> Server:
+    """``graphdock serve`` on the bench graphs, embedded SQLite in a fresh data dir
+    (``extra``: more arguments)."""
     data_dir = workdir / "graphdock-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -255,6 +257,7 @@ def graphdock_server(workdir: Path, *, n_jobs: int) -> Server:
             "--data-dir", str(data_dir),
             "--n-jobs-per-worker", str(n_jobs),
             "--log-level", "warning",
+            *extra,
         ],
         cwd=ROOT,
         port=port,

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shlex
 import platform
 import shutil
 import subprocess
@@ -372,6 +373,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="split the runs into this many rounds, alternating the server order (default 3)")
     parser.add_argument("--n-jobs", type=int, default=10, help="graphdock's --n-jobs-per-worker (default 10, graphdock's default)")
     parser.add_argument(
+        "--graphdock-args", default="",
+        help="more arguments for 'graphdock serve', e.g. '--run-processes 0' (default: none, graphdock's defaults)",
+    )
+    parser.add_argument(
         "--official-n-jobs", type=int, default=None,
         help="the official server's --n-jobs-per-worker (default: not given, so its own default applies)",
     )
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"official server: skipped: {why}; see bench/README.md to install it")
     try:
-        servers[GRAPHDOCK] = procs.graphdock_server(workdir, n_jobs=args.n_jobs)
+        servers[GRAPHDOCK] = procs.graphdock_server(workdir, n_jobs=args.n_jobs, extra=shlex.split(args.graphdock_args))
         if official_venv is not None:
             servers[OFFICIAL] = procs.official_server(workdir, official_venv, n_jobs=args.official_n_jobs)
         for name, srv in list(servers.items()):
@@ -445,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.runs}+ runs and {args.min_seconds:g}+ s per workload and target, {args.clients} clients,"
             f" {args.warmup} warm-up runs,"
             f" {args.rounds} round(s), n-jobs-per-worker {args.n_jobs}"
+            f"{' ' + args.graphdock_args if args.graphdock_args else ''}"
             f" (official: {args.official_n_jobs if args.official_n_jobs is not None else 'its default'}),"
             f" client {args.client}",
             flush=True,
@@ -495,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "runs": args.runs, "clients": args.clients, "warmup": args.warmup, "rounds": args.rounds,
             "min_seconds": args.min_seconds, "isolate": args.isolate,
-            "n_jobs_per_worker": args.n_jobs, "official_n_jobs_per_worker": args.official_n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
+            "n_jobs_per_worker": args.n_jobs, "graphdock_args": args.graphdock_args, "official_n_jobs_per_worker": args.official_n_jobs, "workloads": "".join(args.workloads), "quick": args.quick,
             "client": args.client,
         },
         "workloads": {w.key: {"name": w.name, "description": w.description} for w in WORKLOADS if w.key in args.workloads},
