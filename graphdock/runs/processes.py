@@ -38,7 +38,7 @@ from graphdock.hosting.topology import Topology, TopologyGuard
 logger = logging.getLogger("graphdock.runs.processes")
 
 SETTINGS_ENV = "GRAPHDOCK_SETTINGS"
-IDLE_STOP_S = 30.0  # a run process that was handed no run for this long is stopped
+IDLE_STOP_S = 300.0  # a run process that was handed no run for this long is stopped
 BUSY_TO_START = 0.9  # the server loop's busy share (one queue window) that starts them
 READY_TIMEOUT_S = 120.0
 RETRY_S = 10.0  # after a run process failed to start, the next attempt waits this long
@@ -85,10 +85,84 @@ def split_run_id(body: bytes, start: int = 0) -> tuple[str, int]:
     return body[start + 1 : end].decode(), end
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    size, kind = HEADER.unpack(await reader.readexactly(HEADER.size))
-    body = await reader.readexactly(size) if size else b""
-    return kind, body
+class FrameProtocol(asyncio.Protocol):
+    """One end of the socket: each whole frame received is handed to ``on_frame(kind,
+    body)`` at once, from the transport's callback (an event reaches the server's event
+    log without waiting for a task to be scheduled); ``on_lost()`` when the other end is
+    gone. :meth:`write` sends a frame's bytes; :meth:`drain` waits while the socket's
+    buffer is full."""
+
+    def __init__(self, on_frame: Callable[[int, bytes], None], on_lost: Callable[[], None]) -> None:
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+        self._buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+        self._resumed: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        pos, end_of_data = 0, len(buffer)
+        while end_of_data - pos >= HEADER.size:
+            size, kind = HEADER.unpack_from(buffer, pos)
+            end = pos + HEADER.size + size
+            if end > end_of_data:
+                break
+            body = bytes(buffer[pos + HEADER.size : end])
+            pos = end
+            try:
+                self._on_frame(kind, body)
+            except Exception:
+                logger.exception("handling a frame of kind %r failed", chr(kind))
+        if pos:
+            del buffer[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._wake()
+        self._on_lost()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+        self._resumed = None
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        while self.paused and self.transport is not None:
+            if self._resumed is None:
+                self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def connect(
+    sock: socket.socket, on_frame: Callable[[int, bytes], None], on_lost: Callable[[], None]
+) -> FrameProtocol:
+    protocol = FrameProtocol(on_frame, on_lost)
+    await asyncio.get_running_loop().create_unix_connection(lambda: protocol, sock=sock)
+    return protocol
 
 
 class RunProcessLost(Exception):
@@ -107,8 +181,8 @@ class RunProcess:
         self.ready = False
         self.stopping = False
         self.last_used = time.monotonic()
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._channel: FrameProtocol | None = None
+        self._gone = asyncio.get_running_loop().create_future()  # set when the socket closes
         self._ready = asyncio.get_running_loop().create_future()
         self._runs: dict[str, asyncio.Future[None]] = {}
 
@@ -117,6 +191,7 @@ class RunProcess:
         return len(self._runs)
 
     async def start(self) -> None:
+        began = time.monotonic()
         parent, child = socket.socketpair()
         try:
             env = dict(os.environ)
@@ -133,8 +208,7 @@ class RunProcess:
             )
         finally:
             child.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=parent)
-        self._reader_task = asyncio.create_task(self._read(reader), name=f"run-process-{self.index}")
+        self._channel = await connect(parent, self._on_frame, self._on_lost)
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await asyncio.shield(self._ready)
@@ -144,36 +218,34 @@ class RunProcess:
         self.ready = True
         for graph_id, access_context, topology in self._guard.references():
             self.send_topology(graph_id, access_context, topology)
-        logger.info("run process %d started (pid %s)", self.index, self.proc.pid)
+        logger.info(
+            "run process %d started (pid %s) in %.1fs", self.index, self.proc.pid, time.monotonic() - began
+        )
 
     def execute(self, run_id: str, claimed: bool) -> asyncio.Future[None]:
         """Hand ``run_id`` over; the future ends when its execution has returned."""
-        assert self._writer is not None and self.ready and not self.stopping
+        assert self._channel is not None and self.ready and not self.stopping
         future = asyncio.get_running_loop().create_future()
         self._runs[run_id] = future
         self.last_used = time.monotonic()
-        self._writer.write(frame(RUN, (b"1" if claimed else b"0") + run_id_bytes(run_id)))
+        self._channel.write(frame(RUN, (b"1" if claimed else b"0") + run_id_bytes(run_id)))
         return future
 
     def send_topology(self, graph_id: str, access_context: str, topology: Topology) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(topology_frame(graph_id, access_context, topology))
+        if self._channel is not None:
+            self._channel.write(topology_frame(graph_id, access_context, topology))
 
     def cancel(self, run_id: str, action: CancelAction) -> None:
-        if self._writer is not None and run_id in self._runs:
+        if self._channel is not None and run_id in self._runs:
             flag = b"r" if action == "rollback" else b"i"
-            self._writer.write(frame(CANCEL, flag + run_id_bytes(run_id)))
+            self._channel.write(frame(CANCEL, flag + run_id_bytes(run_id)))
 
     async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Ask the process to stop (its running runs are left pending) and wait for it."""
         self.stopping = True
         self.ready = False
-        if self._writer is not None and not self._writer.is_closing():
-            try:
-                self._writer.write(frame(STOP))
-                await self._writer.drain()
-            except (ConnectionError, RuntimeError):
-                pass
+        if self._channel is not None:
+            self._channel.write(frame(STOP))
         proc = self.proc
         if proc is not None and proc.returncode is None:
             try:
@@ -183,56 +255,51 @@ class RunProcess:
                 logger.warning("run process %d did not stop in %gs; killing it", self.index, timeout)
                 proc.kill()
                 await proc.wait()
-        if self._reader_task is not None:
+        if self._channel is not None:
+            self._channel.close()
             try:
                 async with asyncio.timeout(1.0):
-                    await asyncio.shield(self._reader_task)
-            except (TimeoutError, Exception):
-                self._reader_task.cancel()
-        if self._writer is not None:
-            self._writer.close()
+                    await asyncio.shield(self._gone)
+            except TimeoutError:
+                pass
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    def _on_frame(self, kind: int, body: bytes) -> None:
         events = self._events
-        try:
-            while True:
-                kind, body = await read_frame(reader)
-                if kind == PUBLISH:
-                    run_id, at = split_run_id(body)
-                    n = body[at]
-                    name = body[at + 1 : at + 1 + n].decode()
-                    await events.publish(run_id, name, body[at + 1 + n :])
-                elif kind == DONE:
-                    run_id, _ = split_run_id(body)
-                    future = self._runs.pop(run_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
-                elif kind == CLOSE:
-                    await events.close(split_run_id(body)[0])
-                elif kind == OPEN:
-                    run_id, thread_id, resumable = serde.loads(body)
-                    await events.open(run_id, thread_id, resumable=resumable)
-                elif kind == TOPOLOGY:
-                    observe_topology(self._guard, body)
-                elif kind == READY:
-                    if not self._ready.done():
-                        self._ready.set_result(None)
-                else:
-                    logger.error("run process %d sent an unknown frame %r", self.index, kind)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.ready = False
-            self.stopping = True
+        if kind == PUBLISH:
+            run_id, at = split_run_id(body)
+            n = body[at]
+            events.publish_now(run_id, body[at + 1 : at + 1 + n].decode(), body[at + 1 + n :])
+        elif kind == DONE:
+            future = self._runs.pop(split_run_id(body)[0], None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif kind == CLOSE:
+            events.close_now(split_run_id(body)[0])
+        elif kind == OPEN:
+            run_id, thread_id, resumable = serde.loads(body)
+            events.open_now(run_id, thread_id, resumable=resumable)
+        elif kind == TOPOLOGY:
+            observe_topology(self._guard, body)
+        elif kind == READY:
             if not self._ready.done():
-                self._ready.set_exception(RuntimeError(f"run process {self.index} exited while starting"))
-            lost = list(self._runs.items())
-            self._runs.clear()
-            if lost:
-                logger.error("run process %d exited with %d run(s) in flight", self.index, len(lost))
-            for _, future in lost:
-                if not future.done():
-                    future.set_exception(RunProcessLost("the run's process exited before the run ended"))
+                self._ready.set_result(None)
+        else:
+            logger.error("run process %d sent an unknown frame %r", self.index, kind)
+
+    def _on_lost(self) -> None:
+        self.ready = False
+        self.stopping = True
+        if not self._gone.done():
+            self._gone.set_result(None)
+        if not self._ready.done():
+            self._ready.set_exception(RuntimeError(f"run process {self.index} exited while starting"))
+        lost = list(self._runs.values())
+        self._runs.clear()
+        if lost:
+            logger.error("run process %d exited with %d run(s) in flight", self.index, len(lost))
+        for future in lost:
+            if not future.done():
+                future.set_exception(RunProcessLost("the run's process exited before the run ended"))
 
 
 class RunProcesses:

@@ -27,23 +27,23 @@ class RemoteEvents:
     """The executor's event log in a run process: events go to the server's log over the
     socket; cancel signals come from it."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
+    def __init__(self, channel: wire.FrameProtocol) -> None:
+        self._channel = channel
         self._cancels: dict[str, tuple[list[CancelAction], list[Callable[[CancelAction], None]]]] = {}
 
     async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
-        self._writer.write(wire.frame(wire.OPEN, serde.dumps([run_id, thread_id, resumable])))
+        self._channel.write(wire.frame(wire.OPEN, serde.dumps([run_id, thread_id, resumable])))
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
         name = event.encode()
-        self._writer.write(
+        self._channel.write(
             wire.frame(wire.PUBLISH, wire.run_id_bytes(run_id) + bytes((len(name),)) + name + data)
         )
-        if self._writer.transport.get_write_buffer_size() > 1 << 20:
-            await self._writer.drain()
+        if self._channel.paused:
+            await self._channel.drain()  # the server reads slower than the graph writes
 
     async def close(self, run_id: str) -> None:
-        self._writer.write(wire.frame(wire.CLOSE, wire.run_id_bytes(run_id)))
+        self._channel.write(wire.frame(wire.CLOSE, wire.run_id_bytes(run_id)))
 
     def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
         actions, callbacks = self._cancels.setdefault(run_id, ([], []))
@@ -72,7 +72,6 @@ async def serve(fd: int) -> None:
 
     settings = Settings.from_json(os.environ[wire.SETTINGS_ENV])
     settings.config.apply_env()
-    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     graphs = load_graphs(settings.config)
     storage = SqliteStorage(settings.database_path)
     await storage.setup()
@@ -82,12 +81,28 @@ async def serve(fd: int) -> None:
             ttl=store_ttl, database=storage.database, sweeper=False  # type: ignore[arg-type]
         ) as (saver, store):
             hosting = Hosting(graphs, store=store, checkpointer=saver, topology=settings.topology_check)  # type: ignore[arg-type]
-            hosting.topology.listener = lambda graph_id, access_context, topology: writer.write(
+            tasks: dict[str, asyncio.Task[None]] = {}
+            stop = asyncio.Event()
+
+            def on_frame(kind: int, body: bytes) -> None:
+                if kind == wire.RUN:
+                    run_id, _ = wire.split_run_id(body, 1)
+                    tasks[run_id] = asyncio.create_task(execute(run_id, body[:1] == b"1"))
+                elif kind == wire.CANCEL:
+                    run_id, _ = wire.split_run_id(body, 1)
+                    if run_id in tasks:
+                        events.request_cancel(run_id, "rollback" if body[:1] == b"r" else "interrupt")
+                elif kind == wire.TOPOLOGY:
+                    wire.observe_topology(hosting.topology, body)
+                elif kind == wire.STOP:
+                    stop.set()
+
+            channel = await wire.connect(socket.socket(fileno=fd), on_frame, stop.set)
+            hosting.topology.listener = lambda graph_id, access_context, topology: channel.write(
                 wire.topology_frame(graph_id, access_context, topology)
             )
-            events = RemoteEvents(writer)
+            events = RemoteEvents(channel)
             executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)  # type: ignore[arg-type]
-            tasks: dict[str, asyncio.Task[None]] = {}
 
             async def execute(run_id: str, claimed: bool) -> None:
                 try:
@@ -100,36 +115,17 @@ async def serve(fd: int) -> None:
                     logging.getLogger("graphdock.runs").exception("run process failed on run %s", run_id)
                 finally:
                     tasks.pop(run_id, None)
-                    if not writer.is_closing():
-                        writer.write(wire.frame(wire.DONE, wire.run_id_bytes(run_id)))
+                    channel.write(wire.frame(wire.DONE, wire.run_id_bytes(run_id)))
 
             tune_gc()
-            writer.write(wire.frame(wire.READY, str(os.getpid()).encode()))
-            try:
-                while True:
-                    kind, body = await wire.read_frame(reader)
-                    if kind == wire.RUN:
-                        run_id, _ = wire.split_run_id(body, 1)
-                        tasks[run_id] = asyncio.create_task(execute(run_id, body[:1] == b"1"))
-                    elif kind == wire.CANCEL:
-                        run_id, _ = wire.split_run_id(body, 1)
-                        if run_id in tasks:
-                            events.request_cancel(run_id, "rollback" if body[:1] == b"r" else "interrupt")
-                    elif kind == wire.TOPOLOGY:
-                        wire.observe_topology(hosting.topology, body)
-                    elif kind == wire.STOP:
-                        break
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass  # the server went away
+            channel.write(wire.frame(wire.READY, str(os.getpid()).encode()))
+            await stop.wait()  # the server asked, or went away
             running = list(tasks.values())
             for task in running:
                 task.cancel()  # the executor leaves each run pending, to be retried
             await asyncio.gather(*running, return_exceptions=True)
-            try:
-                await writer.drain()
-            except ConnectionError:
-                pass
-            writer.close()
+            await channel.drain()
+            channel.close()
     finally:
         await storage.close()
 

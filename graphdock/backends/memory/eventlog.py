@@ -188,6 +188,10 @@ class MemoryEventLog(EventLog):
                             del self._thread_runs[log.thread_id]
 
     async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
+        self.open_now(run_id, thread_id, resumable=resumable)
+
+    def open_now(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
+        """:meth:`open`, for callers that cannot await (it never waits)."""
         self._expire()
         if run_id in self._runs and not self._runs[run_id].finished:
             return
@@ -197,6 +201,10 @@ class MemoryEventLog(EventLog):
             self._thread_runs[thread_id].append(run_id)
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        self.publish_now(run_id, event, data)
+
+    def publish_now(self, run_id: str, event: str, data: bytes) -> None:
+        """:meth:`publish`, for callers that cannot await (it never waits)."""
         log = self._runs.get(run_id)
         if log is None or log.finished:
             return
@@ -208,6 +216,10 @@ class MemoryEventLog(EventLog):
                 queue.put_nowait(item)
 
     async def close(self, run_id: str) -> None:
+        self.close_now(run_id)
+
+    def close_now(self, run_id: str) -> None:
+        """:meth:`close`, for callers that cannot await (it never waits)."""
         log = self._runs.get(run_id)
         if log is None or log.finished:
             return
