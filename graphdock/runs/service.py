@@ -79,6 +79,8 @@ class RunsService:
             busy=lambda: queue.busy,
         )
         self._local = 0  # runs executing in this process
+        if self.processes.enabled and self.processes.policy == "always":
+            queue.adaptive = False
 
     async def start(self) -> None:
         await self.processes.start()
@@ -100,7 +102,8 @@ class RunsService:
             except RunProcessLost as exc:
                 await self._lost(run_id, exc)
                 return
-        self.queue.set_workers(1 + len(self.processes.running))
+        executing = len(self.processes.running) + (0 if self.processes.policy == "always" else 1)
+        self.queue.set_workers(max(1, executing))
         if proc is None:
             self._local += 1
             try:

@@ -78,6 +78,7 @@ class MemoryQueue(Queue):
         self._stopping = False
         self.busy = 0.0  # the share of the last window the event loop's thread was busy
         self.workers = 1  # processes executing runs (the server's and its run processes)
+        self.adaptive = True  # False: runs never execute on this loop, whose load says nothing
 
     @property
     def maximum(self) -> int:
@@ -227,7 +228,7 @@ class MemoryQueue(Queue):
         now, cpu = loop.time(), self._cpu_clock()
         wall = now - self._window[0]
         busy = self.busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
-        if self.workers > 1:
+        if self.workers > 1 or not self.adaptive:
             self.limit = self.maximum
         else:
             self.limit = next_limit(
