@@ -1,6 +1,6 @@
 """The in-process queue's admission under CPU saturation (pure logic, no server).
 
-The queue lowers the number of runs it starts at once while the event loop's thread is
+The queue lowers the number of runs it starts at once while the server process is
 saturated by short runs, and raises it again when the loop has time to spare or runs take
 long (``graphdock.backends.memory.queue``). The load is given here by a fake CPU clock and
 windows closed by hand, so nothing depends on the machine's speed.
@@ -59,7 +59,7 @@ async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit(monkeyp
             active.discard(run_id)
 
     def close_window(busy: float) -> None:
-        """End the current window as if the loop's thread was busy ``busy`` of it."""
+        """End the current window as if the process was busy ``busy`` of it."""
         loop = asyncio.get_running_loop()
         queue._window = (loop.time() - q.WINDOW_S, cpu[0] - q.WINDOW_S * busy)
         if queue._sampler is not None:

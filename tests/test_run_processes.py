@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from langgraph_sdk import get_sync_client
+from langgraph_sdk import get_client, get_sync_client
 
 from conftest import ServerProcess
 from graphdock.runs import processes
@@ -57,6 +57,24 @@ def test_a_server_without_run_processes_executes_runs_itself(tmp_path):
         assert proc.proc is not None
         assert c.runs.wait(None, "pid", input={})["pid"] == proc.proc.pid
         assert _children(proc.proc.pid) == set()
+    finally:
+        proc.stop()
+
+
+async def test_a_saturated_server_starts_a_run_process_and_shares_runs_with_it(tmp_path):
+    proc = ServerProcess(tmp_path, args=["--run-processes", "1"]).start()
+    try:
+        assert proc.proc is not None
+        client = get_client(url=proc.url, timeout=60)
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60
+        # computing runs, ten at a time, keep the server's loop busy until it starts one
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, f"runs only ever executed in {pids}"
+            outs = await asyncio.gather(*(client.runs.wait(None, "spin", input={"ms": 20}) for _ in range(20)))
+            pids |= {out["pid"] for out in outs}
+        children = _children(proc.proc.pid)
+        assert pids == {proc.proc.pid} | children and len(children) == 1
     finally:
         proc.stop()
 

@@ -6,11 +6,12 @@ timer.
 
 **Admission under CPU saturation.** ``concurrency`` (``--n-jobs-per-worker``) is how many
 runs may be active at once. Runs waiting on I/O (a model call) cost no CPU while they
-wait, so the more of them the better; runs that only compute share one event loop,
-and past the point where the loop is busy all the time, more of them at once adds no
+wait, so the more of them the better; runs that only compute share one event loop (and,
+for synchronous nodes, the threads langgraph runs them in, under one GIL), and past the
+point where the process is busy all the time, more of them at once adds no
 throughput: it only spreads every run's work over a longer time (each run's steps wait
 behind all the others'), so latency grows and varies with the number of runs in flight.
-The queue therefore watches the event loop's thread: while it is saturated (busy for
+The queue therefore watches the process's CPU time: while it is saturated (busy for
 nearly all of each :data:`WINDOW_S`) *and* the runs finishing are short (a mean under
 :data:`SHORT_RUN_S`, i.e. they are not waiting on anything slow), it lowers the number
 of runs it starts at once, one step per window, down to :data:`FLOOR` (never above
@@ -33,7 +34,7 @@ from graphdock.backends.base import CancelAction, Queue, Row
 logger = logging.getLogger("graphdock.queue")
 
 WINDOW_S = 0.025  # how often the event loop's load is looked at while runs are active
-SATURATED = 0.9  # the loop's thread busy for at least this share of a window: saturated
+SATURATED = 0.9  # the process busy for at least this share of a window: saturated
 SPARE = 0.75  # busy for less than this share: time to spare
 SHORT_RUN_S = 0.25  # runs whose mean duration is below this are taken to be CPU-bound
 FLOOR = 4  # the fewest runs started at once when saturated (enough to overlap short waits)
@@ -42,7 +43,7 @@ FLOOR = 4  # the fewest runs started at once when saturated (enough to overlap s
 def next_limit(
     limit: int, *, maximum: int, busy: float, waiting: int, mean_run_s: float | None
 ) -> int:
-    """The number of runs to allow at once after a window in which the event loop's thread
+    """The number of runs to allow at once after a window in which the process
     was busy for ``busy`` (0..1) of the time, ``waiting`` runs waited for a slot and runs
     that finished lately took ``mean_run_s`` on average (None: none finished yet)."""
     floor = min(FLOOR, maximum)
@@ -61,11 +62,11 @@ class MemoryQueue(Queue):
         self,
         *,
         concurrency: int = 10,
-        cpu_clock: Callable[[], float] = time.thread_time,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.limit = self.concurrency  # runs started at once now (see the module docstring)
-        self._cpu_clock = cpu_clock  # CPU time of the calling (the event loop's) thread
+        self._cpu_clock = cpu_clock  # CPU time of the process (its loop and its threads)
         self._sampler: asyncio.TimerHandle | None = None
         self._window: tuple[float, float] = (0.0, 0.0)  # (loop time, cpu time) at its start
         self._mean_run_s: float | None = None  # moving mean duration of finished runs
@@ -76,7 +77,7 @@ class MemoryQueue(Queue):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._stopping = False
-        self.busy = 0.0  # the share of the last window the event loop's thread was busy
+        self.busy = 0.0  # the share of the last window the process was busy (CPU time / wall)
         self.workers = 1  # processes executing runs (the server's and its run processes)
         self.adaptive = True  # False: runs never execute on this loop, whose load says nothing
 
