@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from graphdock.config import ConfigError, Settings, default_run_processes, load_config
 
@@ -90,24 +90,19 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
     return 0
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
 
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return number
 
-def _whole_number(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return number
+    return parse
 
 
 def _positive_seconds(value: str) -> float:
@@ -125,7 +120,7 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
     parser.add_argument("--host", default="127.0.0.1" if dev else "0.0.0.0")
     parser.add_argument("--port", type=int, default=2024 if dev else 8000)
     parser.add_argument(
-        "--n-jobs-per-worker", type=_positive_int, default=10, help="runs executed at once (default 10)"
+        "--n-jobs-per-worker", type=_whole_number(1), default=10, help="runs executed at once per process executing runs (default 10)"
     )
     parser.add_argument(
         "--data-dir", default=None, help="where the SQLite database lives (default: .graphdock next to the config)"
@@ -142,7 +137,7 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
     )
     parser.add_argument(
         "--run-processes",
-        type=_whole_number,
+        type=_whole_number(0),
         default=None,
         help="processes that execute runs next to the server process when it is saturated "
         "(default 1 on a machine with more than one core, else 0)",

@@ -153,37 +153,8 @@ class Database:
                 yield conn
                 return
             self._begin(conn)
-            try:
+            with self._committing(conn):
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._committed()
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, waiting while another process holds SQLite's write lock."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                raise
-        deadline = time.monotonic() + self.BUSY_TIMEOUT_S
-        delay = 0.00002
-        while True:
-            time.sleep(delay)  # releases the GIL: the process's other threads go on
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if (
-                    getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
-                    or time.monotonic() >= deadline
-                ):
-                    raise
-            delay = min(delay * 2, 0.002)
 
     def write(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in one write transaction on the shared connection."""
@@ -201,16 +172,7 @@ class Database:
             if conn.in_transaction:
                 return fn(conn, *args)  # joins the transaction this thread holds
             tries, deadline = 0, time.monotonic() + self.BUSY_TIMEOUT_S
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if (
-                        getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
-                        or time.monotonic() >= deadline
-                    ):
-                        raise
+            while not self._try_begin(conn, deadline):
                 tries += 1
                 if tries <= 2:
                     delay = 0.0  # first let what is ready on the loop run
@@ -224,17 +186,43 @@ class Database:
                     await asyncio.sleep(delay)
                 finally:
                     lock.acquire()
-            try:
-                result = fn(conn, *args)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._committed()
-            return result
+            with self._committing(conn):
+                return fn(conn, *args)
         finally:
             lock.release()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting while another process holds SQLite's write lock."""
+        deadline = time.monotonic() + self.BUSY_TIMEOUT_S
+        delay = 0.00002
+        while not self._try_begin(conn, deadline):
+            time.sleep(delay)  # releases the GIL: the process's other threads go on
+            delay = min(delay * 2, 0.002)
+
+    @staticmethod
+    def _try_begin(conn: sqlite3.Connection, deadline: float) -> bool:
+        """``BEGIN IMMEDIATE``; False when another process holds SQLite's write lock (an
+        error once ``deadline`` has passed)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            return False
+
+    @contextmanager
+    def _committing(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Commit the transaction begun on ``conn`` at the end of the block; roll it back
+        if the block raises."""
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._committed()
 
     def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` on the shared connection, held for the whole call."""
