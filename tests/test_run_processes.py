@@ -214,6 +214,7 @@ async def test_idle_run_processes_are_stopped(monkeypatch):
     pool._procs = [busy, idle]  # type: ignore[list-item]
     monkeypatch.setattr(processes, "IDLE_STOP_S", 30.0)
     pool._reap()
+    assert pool.pick(0) is busy  # the idle one is passed over at once, before it has stopped
     await asyncio.sleep(0)
     assert idle.stopped and not busy.stopped
     assert pool._procs == [busy]

@@ -328,6 +328,7 @@ class RunProcesses:
         self._starting: asyncio.Task[None] | None = None
         self._reaper: asyncio.TimerHandle | None = None
         self._retry_at = 0.0  # no new start attempt before (after one failed)
+        self._stopping: set[asyncio.Task[None]] = set()  # idle run processes being stopped
         self._closed = False
 
     @property
@@ -350,7 +351,7 @@ class RunProcesses:
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
         procs, self._procs = self._procs, []
-        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        await asyncio.gather(*(p.stop() for p in procs), *self._stopping, return_exceptions=True)
 
     def pick(self, local_inflight: int) -> RunProcess | None:
         """The run process to execute the next run, or None for the server process."""
@@ -426,6 +427,9 @@ class RunProcesses:
                 self._procs.remove(proc)
                 if not proc.stopping:
                     logger.info("run process %d idle for %gs: stopping it", proc.index, IDLE_STOP_S)
-                    asyncio.create_task(proc.stop(), name=f"run-process-{proc.index}-stop")
+                    proc.ready = False  # from now on pick() passes it over
+                    task = asyncio.create_task(proc.stop(), name=f"run-process-{proc.index}-stop")
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
         if self._procs:
             self._reaper = asyncio.get_running_loop().call_later(IDLE_STOP_S / 3, self._reap)

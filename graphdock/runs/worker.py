@@ -107,7 +107,9 @@ async def serve(fd: int) -> None:
             async def execute(run_id: str, claimed: bool) -> None:
                 try:
                     row = await storage.get_run(run_id) if claimed else None
-                    if not claimed or row is not None:
+                    if claimed and row is None:
+                        await events.close(run_id)  # deleted meanwhile: nothing to execute
+                    else:
                         await executor.execute(run_id, row)
                 except asyncio.CancelledError:
                     pass
