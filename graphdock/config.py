@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -168,21 +168,9 @@ class Settings:
     def to_json(self) -> str:
         """The settings as JSON, for another process of the same server (the config is
         read again from its path)."""
-        return json.dumps(
-            {
-                "config": str(self.config.path),
-                "data_dir": str(self.data_dir),
-                "n_jobs_per_worker": self.n_jobs_per_worker,
-                "host": self.host,
-                "port": self.port,
-                "dev": self.dev,
-                "resumable_stream_ttl": self.resumable_stream_ttl,
-                "run_timeout": self.run_timeout,
-                "topology_check": self.topology_check,
-                "run_processes": self.run_processes,
-                "run_process_policy": self.run_process_policy,
-            }
-        )
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        raw["config"], raw["data_dir"] = str(self.config.path), str(self.data_dir)
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":

@@ -128,10 +128,13 @@ class RunsService:
             if row is not None and row["status"] in ("pending", "running"):
                 error = {"error": type(exc).__name__, "message": str(exc)}
                 await self.events.publish(run_id, "error", serde.dumps(error))
-                await self.storage.finish_run(run_id, "error", thread_status="error", error=error)
-                if row["kwargs"].get("temporary"):
-                    await self.storage.delete_thread(row["thread_id"])
-                    await self.hosting.checkpointer.adelete_thread(row["thread_id"])
+                await self.storage.finish_run(
+                    run_id,
+                    "error",
+                    thread_status="error",
+                    error=error,
+                    delete_thread=bool(row["kwargs"].get("temporary")),
+                )
         finally:
             await self.events.close(run_id)
 

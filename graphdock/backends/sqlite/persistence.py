@@ -90,7 +90,6 @@ class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        self.setup()
         return await self.database.awrite(
             lambda _conn: self.put(config, checkpoint, metadata, new_versions)
         )
@@ -102,11 +101,9 @@ class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self.setup()
         await self.database.awrite(lambda _conn: self.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        self.setup()
         await self.database.awrite(lambda _conn: self.delete_thread(thread_id))
 
     async def aget_delta_channel_history(
@@ -157,7 +154,6 @@ class SqliteStore(_OnSharedDatabase, _LangGraphSqliteStore):
         ops = list(ops)
         if not any(isinstance(op, PutOp) for op in ops):
             return self.batch(ops)
-        self.setup()
         return await self.database.awrite(lambda _conn: self.batch(ops))
 
 
