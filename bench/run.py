@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 import uvloop
 
 from bench import procs
-from graphdock.server import tune_gc
+from graphdock.process import tune_gc
 from bench.workloads import (
     BY_KEY, CLIENTS, WORKLOADS, HTTP_RUNS, Batch, InProcess, Sample, drive, load_graphs, open_saver,
 )

@@ -159,3 +159,29 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["x-pagination-total", "x-pagination-next", "content-location", "location"],
         )
     return app
+
+
+def create_worker_app(settings: Settings) -> Starlette:
+    """The ASGI app of ``graphdock worker``: no API, only ``GET /ok`` (health: the worker's
+    id and the runs it is executing). The lifespan starts the process's server, which
+    claims and executes runs; stopping it (SIGTERM) stops claiming, gives the runs
+    executing ``--shutdown-timeout`` seconds and hands back the rest."""
+    from starlette.routing import Route
+
+    srv = Server(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await srv.start()
+        try:
+            yield
+        finally:
+            await srv.stop()
+
+    async def ok(request: Request) -> Response:
+        queue = srv.queue
+        return JSONResponse(
+            {"ok": True, "worker_id": queue.worker_id, "runs": queue.running}
+        )
+
+    return Starlette(routes=[Route("/ok", ok)], lifespan=lifespan)

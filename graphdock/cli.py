@@ -1,4 +1,4 @@
-"""The ``graphdock`` command: ``dev``, ``serve`` and ``config check``."""
+"""The ``graphdock`` command: ``dev``, ``serve``, ``worker`` and ``config check``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,20 @@ _SETTINGS_ENV = "GRAPHDOCK_SETTINGS"
 def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
     config = load_config(args.config)
     data_dir = Path(args.data_dir) if args.data_dir else config.base_dir / ".graphdock"
+    database_uri = args.database_uri or None
+    if args.n_jobs_per_worker == 0 and not database_uri:
+        raise ConfigError(
+            "--n-jobs-per-worker 0 (an API process that executes no runs) needs --database-uri:"
+            " only a PostgreSQL deployment has workers to execute them"
+        )
+    if args.command == "worker" and not database_uri:
+        raise ConfigError("graphdock worker needs --database-uri (or DATABASE_URI) and --redis-uri (or REDIS_URI)")
+    if database_uri and not database_uri.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(f"--database-uri: expected a postgresql:// URI, got {redact_uri(database_uri)!r}")
+    if database_uri and not args.redis_uri:
+        raise ConfigError(
+            "--redis-uri (or REDIS_URI) is required with --database-uri: run events and cancel signals live in Redis"
+        )
     return Settings(
         config=config,
         data_dir=data_dir.resolve(),
@@ -27,9 +41,28 @@ def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
         dev=dev,
         topology_check=args.topology_check,
         run_timeout=args.run_timeout,
-        run_processes=default_run_processes() if args.run_processes is None else args.run_processes,
+        # run processes share one SQLite file: the embedded default only
+        run_processes=0 if database_uri else (default_run_processes() if args.run_processes is None else args.run_processes),
         run_process_policy=args.run_process_policy,
+        database_uri=database_uri,
+        redis_uri=args.redis_uri or None,
+        redis_prefix=args.redis_prefix,
+        lease_seconds=args.run_lease_seconds,
+        max_attempts=args.max_run_attempts,
+        shutdown_timeout=args.shutdown_timeout,
     )
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 def app_from_env() -> Any:
@@ -37,6 +70,31 @@ def app_from_env() -> Any:
     from graphdock.app import create_app
 
     return create_app(Settings.from_json(os.environ[_SETTINGS_ENV]))
+
+
+def worker_app_from_env() -> Any:
+    """ASGI app factory of ``graphdock worker``: its health endpoint."""
+    from graphdock.app import create_worker_app
+
+    return create_worker_app(Settings.from_json(os.environ[_SETTINGS_ENV]))
+
+
+def _check_backend(settings: Settings) -> str | None:
+    """Open the deployment's backend once (creating or migrating its schema); the one-line
+    problem when it cannot be opened."""
+    import asyncio
+
+    from graphdock.backends import open_backend
+
+    async def check() -> None:
+        async with open_backend(settings, "server"):
+            pass
+
+    try:
+        asyncio.run(check())
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -49,21 +107,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _banner(settings: Settings) -> None:
+def _banner(settings: Settings, *, worker: bool = False) -> None:
     base = f"http://{settings.host}:{settings.port}"
     graphs = ", ".join(sorted(settings.config.graphs))
-    print(
-        f"graphdock {'dev' if settings.dev else 'serve'}\n"
-        f"  API:    {base}\n"
-        f"  Docs:   {base}/docs\n"
-        f"  Data:   {settings.database_path}\n"
-        f"  Graphs: {graphs}\n"
-        f"  Config: {settings.config.path}",
-        flush=True,
-    )
+    if settings.database_uri:
+        data = f"{redact_uri(settings.database_uri)} + {redact_uri(settings.redis_uri or '')}"
+    else:
+        data = str(settings.database_path)
+    kind = "dev" if settings.dev else "serve"
+    if worker:
+        lines = [f"graphdock worker ({settings.n_jobs_per_worker} runs at once)", f"  Health: {base}/ok"]
+    else:
+        lines = [f"graphdock {kind}", f"  API:    {base}", f"  Docs:   {base}/docs"]
+        if settings.n_jobs_per_worker == 0:
+            lines[0] += " (API only: workers execute the runs)"
+    lines += [f"  Data:   {data}", f"  Graphs: {graphs}", f"  Config: {settings.config.path}"]
+    print("\n".join(lines), flush=True)
 
 
-def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
+def _run(settings: Settings, *, reload: bool, log_level: str, worker: bool = False) -> int:
     import uvicorn
 
     from graphdock.hosting import check_graphs
@@ -74,10 +136,14 @@ def _run(settings: Settings, *, reload: bool, log_level: str) -> int:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         return 1
-    _banner(settings)
+    problem = _check_backend(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    _banner(settings, worker=worker)
     os.environ[_SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
-        "graphdock.cli:app_from_env",
+        "graphdock.cli:worker_app_from_env" if worker else "graphdock.cli:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -115,12 +181,60 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
-def _common(parser: argparse.ArgumentParser, *, dev: bool) -> None:
+def _non_negative_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return seconds
+
+
+def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False) -> None:
     parser.add_argument("--config", default="langgraph.json", help="path to langgraph.json")
     parser.add_argument("--host", default="127.0.0.1" if dev else "0.0.0.0")
-    parser.add_argument("--port", type=int, default=2024 if dev else 8000)
+    parser.add_argument("--port", type=int, default=2024 if dev else (8001 if worker else 8000))
     parser.add_argument(
-        "--n-jobs-per-worker", type=_whole_number(1), default=10, help="runs executed at once per process executing runs (default 10)"
+        "--n-jobs-per-worker",
+        type=_whole_number(1 if dev or worker else 0),
+        default=10,
+        help="runs executed at once per process executing runs (default 10)"
+        + ("" if dev or worker else "; 0: an API process that executes no runs (PostgreSQL deployments)"),
+    )
+    parser.add_argument(
+        "--database-uri",
+        default=os.environ.get("DATABASE_URI"),
+        help="PostgreSQL URI (default: $DATABASE_URI): rows, checkpoints, store and queue in PostgreSQL "
+        "instead of the embedded SQLite file; needs --redis-uri",
+    )
+    parser.add_argument(
+        "--redis-uri", default=os.environ.get("REDIS_URI"), help="Redis URI (default: $REDIS_URI): run events and cancel signals"
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        default=os.environ.get("GRAPHDOCK_REDIS_PREFIX", "graphdock"),
+        help="the start of every Redis key and channel graphdock uses (default: $GRAPHDOCK_REDIS_PREFIX or graphdock)",
+    )
+    parser.add_argument(
+        "--run-lease-seconds",
+        type=_positive_seconds,
+        default=30.0,
+        help="PostgreSQL deployments: how long a run stays claimed by a worker that stopped renewing "
+        "it (died) before another worker takes it over (default 30)",
+    )
+    parser.add_argument(
+        "--max-run-attempts",
+        type=_whole_number(1),
+        default=3,
+        help="a run whose process was lost this many times ends in error (default 3)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_non_negative_seconds,
+        default=30.0 if worker else 0.0,
+        help="on SIGTERM, seconds the runs executing get to finish before they are handed back "
+        f"to be executed again (default {30 if worker else 0})",
     )
     parser.add_argument(
         "--data-dir", default=None, help="where the SQLite database lives (default: .graphdock next to the config)"
@@ -172,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the server for production (no reload)")
     _common(serve, dev=False)
 
+    worker = sub.add_parser(
+        "worker", help="execute runs of a PostgreSQL deployment (no API; a health endpoint at /ok)"
+    )
+    _common(worker, dev=False, worker=True)
+
     config_cmd = sub.add_parser("config", help="configuration tools")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="import every graph and report problems")
@@ -197,7 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: port {settings.port} on {settings.host} is in use; choose another with --port", file=sys.stderr)
             return 1
         logging.getLogger().setLevel(args.log_level.upper())
-        return _run(settings, reload=is_dev and not args.no_reload, log_level=args.log_level)
+        return _run(
+            settings,
+            reload=is_dev and not args.no_reload,
+            log_level=args.log_level,
+            worker=args.command == "worker",
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

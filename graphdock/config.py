@@ -160,6 +160,13 @@ class Settings:
     topology_check: str = "warn"
     run_processes: int = 1
     run_process_policy: str = "saturated"
+    # scale-out: PostgreSQL (rows, checkpoints, store, queue) and Redis (run events, cancels)
+    database_uri: str | None = None
+    redis_uri: str | None = None
+    redis_prefix: str = "graphdock"  # every Redis key and channel starts with "<prefix>:"
+    lease_seconds: float = 30.0  # a run's lease; a worker renews it every third of this
+    max_attempts: int = 3  # a run whose worker was lost this many times ends in error
+    shutdown_timeout: float = 0.0  # on stop: seconds running runs get to end before handed back
 
     @property
     def database_path(self) -> Path:

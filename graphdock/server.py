@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import AsyncExitStack
 
-from graphdock.backends.memory.eventlog import MemoryEventLog
-from graphdock.backends.memory.queue import MemoryQueue
-from graphdock.backends.sqlite.persistence import open_persistence
-from graphdock.backends.sqlite.storage import SqliteStorage
+from graphdock.backends import open_backend
 from graphdock.auth import ANONYMOUS, AuthContext
 from graphdock.auth.handlers import Authorizer, load_auth
 from graphdock.config import Settings
 from graphdock.errors import Forbidden, NotFound
 from graphdock.hosting import Hosting, load_graphs
+from graphdock.process import tune_gc
 from graphdock.services.assistants import AssistantsService
 from graphdock.services.store import StoreService
 from graphdock.services.threads import ThreadsService
@@ -22,21 +19,9 @@ from graphdock.services.threads import ThreadsService
 logger = logging.getLogger("graphdock")
 
 
-def tune_gc() -> None:
-    """Keep Python's cyclic garbage collector off the request path once start-up is done.
-
-    The objects built at start-up (modules, graphs, the app) live as long as the process:
-    ``gc.freeze()`` moves them out of the collector's reach, so a full collection no longer
-    walks them all (pauses of tens of milliseconds in the middle of requests). A larger
-    first-generation threshold makes collections rarer; they still run.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
-
-
 class Server:
-    """Everything one server process runs: storage, graphs, services and workers."""
+    """Everything one server process runs: its backend, graphs, services and, unless it
+    serves no API (a worker), the runs it executes."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -57,20 +42,12 @@ class Server:
         for loaded in graphs.values():
             for notice in loaded.notices:
                 logger.warning(notice)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = SqliteStorage(settings.database_path)
-        await self.storage.setup()
-        self._stack.push_async_callback(self.storage.close)
-        store_ttl = (config.store or {}).get("ttl")
-        saver, store = await self._stack.enter_async_context(
-            open_persistence(ttl=store_ttl, database=self.storage.database)  # type: ignore[arg-type]
-        )
+        self.backend = backend = await self._stack.enter_async_context(open_backend(settings, "server"))
+        assert backend.queue is not None and backend.events is not None
+        self.storage, self.queue, self.events = backend.storage, backend.queue, backend.events
+        saver, store = backend.checkpointer, backend.store
         self.checkpointer = saver
-        self.hosting = Hosting(
-            graphs, store=store, checkpointer=saver, topology=settings.topology_check  # type: ignore[arg-type]
-        )
-        self.events = MemoryEventLog(retention=settings.resumable_stream_ttl)
-        self.queue = MemoryQueue(concurrency=settings.n_jobs_per_worker)
+        self.hosting = Hosting(graphs, store=store, checkpointer=saver, topology=settings.topology_check)  # type: ignore[arg-type]
         self.assistants = AssistantsService(self.storage, self.hosting, self.authorizer)
         self.threads = ThreadsService(self.storage, self.hosting, self.events, saver, self.authorizer)
         self.store = StoreService(store, self.authorizer)

@@ -66,6 +66,9 @@ async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit(monkeyp
             queue._sampler.cancel()
         queue._sample()
 
+    def row(run_id: str, thread_id: str) -> dict[str, str]:
+        return {"run_id": run_id, "thread_id": thread_id, "created_at": "2000-01-01T00:00:00.000000+00:00"}
+
     async def settle() -> None:
         for _ in range(5):
             await asyncio.sleep(0)
@@ -76,7 +79,7 @@ async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit(monkeyp
         for run_id in runs:
             gates[run_id] = asyncio.Event()
         for i, run_id in enumerate(runs[:6]):
-            queue.enqueue(run_id, f"thread-{i}")
+            await queue.enqueue(row(run_id, f"thread-{i}"))
         await settle()
         assert started == runs[:6]
         queue._mean_run_s = 0.005  # runs that finished lately were short
@@ -87,7 +90,7 @@ async def test_queue_starts_waiting_runs_in_order_with_the_lowered_limit(monkeyp
         assert len(active) == 6  # active runs are never stopped
 
         for i, run_id in enumerate(runs[6:], start=6):
-            queue.enqueue(run_id, f"thread-{i}")
+            await queue.enqueue(row(run_id, f"thread-{i}"))
         assert not queue.can_start("thread-new")  # runs wait: a new one queues behind them
         gates[runs[0]].set()
         gates[runs[1]].set()

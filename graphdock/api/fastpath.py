@@ -26,7 +26,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from graphdock.api import models
+from graphdock import models
 from graphdock.api.errors import error_response
 from graphdock.api.runs import answer_stream, answer_wait
 from graphdock.api.threads import answer_create_thread

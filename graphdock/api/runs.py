@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body as BodyParam, Depends, Header, Query, Reques
 from starlette.responses import Response, StreamingResponse
 
 from graphdock import serde
-from graphdock.api import models
+from graphdock import models
 from graphdock.api.common import (
     JSONResponse,
     last_event_id as read_last_event_id,
@@ -21,8 +21,7 @@ from graphdock.api.common import (
 )
 from graphdock.api.sse import HEARTBEAT, LastChunk, RunResponse, frame, sse_response, with_ticks
 from graphdock.auth import AuthContext, request_auth
-from graphdock.backends.base import Event
-from graphdock.backends.memory.eventlog import parse_event_id
+from graphdock.backends.base import Event, parse_event_id
 from graphdock.errors import Unprocessable
 from graphdock.services.common import parse_uuid
 

@@ -7,7 +7,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from graphdock.api import models
+from graphdock import models
 from graphdock.api.common import JSONResponse, parse_bool, server
 from graphdock.auth import AuthContext, request_auth
 

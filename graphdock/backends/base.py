@@ -1,12 +1,21 @@
-"""The ports graphdock's services depend on.
+"""The ports graphdock's services and run execution depend on.
 
 - :class:`Storage` keeps the rows for assistants, threads and runs (checkpoints and
   store items belong to langgraph's own savers and stores);
-- :class:`Queue` dispatches pending runs to workers, one active run per thread;
+- :class:`Queue` dispatches pending runs to the processes that execute them, one
+  active run per thread across the whole deployment, each claimed run held by a lease;
 - :class:`EventLog` is a per-run, sequence-numbered log of stream events with live
-  fan-out, replay after ``Last-Event-ID``, thread-wide streams and cancel signals.
+  fan-out, replay after ``Last-Event-ID``, thread-wide streams and cancel signals;
+- :class:`Housekeeping` is what graphdock needs of a checkpointer beyond langgraph's
+  ``BaseCheckpointSaver``: deleting a run's checkpoints, pruning, and putting back the
+  pending writes a rolled-back run added.
 
-Rows are plain dicts shaped like the API's objects.
+:func:`graphdock.backends.open_backend` opens one adapter of each for a process; nothing
+above ``backends/`` names a concrete adapter or calls a method these classes do not
+declare. Rows are plain dicts shaped like the API's objects (timestamps as ISO-8601
+strings with offset, JSON columns as Python values).
+
+Every adapter passes the conformance suite in ``tests/backends/``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Sequence
 
 Row = dict[str, Any]
 SortOrder = Literal["asc", "desc"]
+CancelAction = Literal["interrupt", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,12 @@ class Page:
 
 
 class Storage(ABC):
-    """Rows for assistants, threads and runs. Every method is atomic."""
+    """Rows for assistants, threads and runs.
+
+    Every method is atomic, and every write is committed before it returns. Several
+    processes may use one storage at once (scaled out); nothing is cached that another
+    process could change.
+    """
 
     # -- lifecycle
     @abstractmethod
@@ -39,23 +54,35 @@ class Storage(ABC):
 
     # -- assistants
     @abstractmethod
-    async def put_assistant(self, row: Row, *, if_exists: str) -> tuple[Row, bool]:
-        """Insert an assistant (version 1); return (row, created). ``if_exists``: raise | do_nothing."""
+    async def put_assistant(
+        self, row: Row, *, if_exists: str, auth_filter: Row | None = None
+    ) -> tuple[Row, bool]:
+        """Insert an assistant (version 1) and its first version row; return (row, created).
+
+        An existing assistant: ``if_exists`` ``do_nothing`` returns it (created False),
+        ``raise`` raises Conflict; so does an existing one that ``auth_filter`` hides."""
 
     @abstractmethod
     async def ensure_system_assistant(
         self, assistant_id: str, graph_id: str, name: str, description: str | None
-    ) -> None: ...
+    ) -> None:
+        """Create the graph's system assistant (metadata ``{"created_by": "system"}``), or
+        update its name and description; safe when several processes start at once."""
 
     @abstractmethod
-    async def get_assistant(self, assistant_id: str) -> Row | None: ...
+    async def get_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> Row | None:
+        """The current assistant row; None when missing or hidden by ``auth_filter``."""
 
     @abstractmethod
-    async def patch_assistant(self, assistant_id: str, changes: Row) -> Row | None:
-        """Create a new version from the current one with ``changes``; make it current."""
+    async def patch_assistant(
+        self, assistant_id: str, changes: Row, *, auth_filter: Row | None = None
+    ) -> Row | None:
+        """Create a new version (max version + 1) from the current one with ``changes``;
+        make it current; None when missing or hidden."""
 
     @abstractmethod
-    async def delete_assistant(self, assistant_id: str) -> bool: ...
+    async def delete_assistant(self, assistant_id: str, *, auth_filter: Row | None = None) -> bool:
+        """Delete an assistant and its versions; False when missing or hidden."""
 
     @abstractmethod
     async def search_assistants(
@@ -68,35 +95,58 @@ class Storage(ABC):
         offset: int,
         sort_by: str,
         sort_order: SortOrder,
-    ) -> Page: ...
+        graph_ids: Sequence[str] | None = None,
+        auth_filter: Row | None = None,
+    ) -> Page:
+        """Assistants matching every given filter: ``graph_id`` equal, ``name`` a
+        case-insensitive substring, ``metadata`` contained (JSON containment), ``graph_ids``
+        one of, ``auth_filter`` passed (see :mod:`graphdock.filters`); sorted by
+        ``sort_by`` (unknown: created_at) then assistant_id, in ``sort_order``."""
 
     @abstractmethod
     async def count_assistants(
-        self, *, graph_id: str | None, name: str | None, metadata: Row | None
+        self,
+        *,
+        graph_id: str | None,
+        name: str | None,
+        metadata: Row | None,
+        graph_ids: Sequence[str] | None = None,
+        auth_filter: Row | None = None,
     ) -> int: ...
 
     @abstractmethod
     async def assistant_versions(
         self, assistant_id: str, *, metadata: Row | None, limit: int, offset: int
-    ) -> list[Row]: ...
+    ) -> list[Row]:
+        """The assistant's version rows, newest first (``metadata`` contained)."""
 
     @abstractmethod
-    async def set_assistant_version(self, assistant_id: str, version: int) -> Row | None:
-        """Make ``version`` current; None when the assistant or version does not exist."""
+    async def set_assistant_version(
+        self, assistant_id: str, version: int, *, auth_filter: Row | None = None
+    ) -> Row | None:
+        """Make ``version`` current; NotFound when the assistant is missing or hidden,
+        None when the version does not exist."""
 
     # -- threads
     @abstractmethod
-    async def create_thread(self, row: Row, *, if_exists: str) -> tuple[Row, bool]: ...
+    async def create_thread(
+        self, row: Row, *, if_exists: str, auth_filter: Row | None = None
+    ) -> tuple[Row, bool]:
+        """Insert a thread; (row as a read returns it, created). An existing one:
+        ``do_nothing`` returns it, ``raise`` (or hidden by ``auth_filter``) raises Conflict."""
 
     @abstractmethod
-    async def get_thread(self, thread_id: str) -> Row | None: ...
+    async def get_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> Row | None: ...
 
     @abstractmethod
-    async def patch_thread(self, thread_id: str, *, metadata: Row | None) -> Row | None: ...
+    async def patch_thread(
+        self, thread_id: str, *, metadata: Row | None, auth_filter: Row | None = None
+    ) -> Row | None:
+        """Merge ``metadata`` into the thread's; None when missing or hidden."""
 
     @abstractmethod
-    async def delete_thread(self, thread_id: str) -> bool:
-        """Delete the thread row and its runs."""
+    async def delete_thread(self, thread_id: str, *, auth_filter: Row | None = None) -> bool:
+        """Delete the thread row and its runs (not its checkpoints: the saver's)."""
 
     @abstractmethod
     async def search_threads(
@@ -110,11 +160,20 @@ class Storage(ABC):
         offset: int,
         sort_by: str,
         sort_order: SortOrder,
-    ) -> Page: ...
+        auth_filter: Row | None = None,
+    ) -> Page:
+        """Threads matching every filter (``ids`` one of, ``metadata`` / ``values``
+        contained, ``status`` equal, ``auth_filter`` passed), sorted by ``sort_by``
+        (unknown: updated_at) then thread_id."""
 
     @abstractmethod
     async def count_threads(
-        self, *, metadata: Row | None, values: Row | None, status: str | None
+        self,
+        *,
+        metadata: Row | None,
+        values: Row | None,
+        status: str | None,
+        auth_filter: Row | None = None,
     ) -> int: ...
 
     @abstractmethod
@@ -129,7 +188,9 @@ class Storage(ABC):
         metadata: Row | None = None,
         state_updated: bool = False,
     ) -> Row | None:
-        """Set cached state fields; ``status`` becomes ``busy`` while runs are in flight."""
+        """Set cached state fields (``...``: unchanged), merge ``metadata``; ``status``
+        becomes ``busy`` while runs are pending or running on the thread; the row after
+        the update, or None when there is no such thread."""
 
     # -- runs
     @abstractmethod
@@ -166,7 +227,16 @@ class Storage(ABC):
 
     @abstractmethod
     async def claim_run(self, run_id: str) -> Row | None:
-        """Move a pending run to running (attempt + 1); None if it is no longer pending."""
+        """Move a pending run to running (attempt + 1); None if it is no longer pending
+        (or another run of its thread is running)."""
+
+    @abstractmethod
+    async def cancel_pending_run(self, run_id: str, thread_id: str, *, delete: bool) -> bool:
+        """Settle a run that never started, if it is still pending: mark it
+        ``interrupted`` (``delete``: delete it), and give its thread back the status its
+        recorded state implies (``interrupted`` while it has interrupts, else ``idle``;
+        ``busy`` while other runs are in flight). False (nothing changed) when the run is
+        not pending any more (a worker claimed it meanwhile)."""
 
     @abstractmethod
     async def finish_run(
@@ -182,67 +252,107 @@ class Storage(ABC):
     ) -> None:
         """Record a run's final status and its thread's state in one step.
 
-        With ``delete_thread`` (the end of a temporary run) the run's thread, its runs and
-        its checkpoints are deleted instead, in the same step.
+        With ``delete_thread`` (the end of a temporary run) the run's thread and its runs
+        are deleted instead, in the same step (a temporary run writes no checkpoints).
         """
 
     @abstractmethod
-    async def set_run_status(self, run_id: str, status: str) -> Row | None: ...
+    async def release_run(self, run_id: str) -> None:
+        """Hand back a run that was claimed and did not finish (its process is stopping): a
+        ``running`` run becomes ``pending`` again (its next claim counts the next attempt)."""
 
     @abstractmethod
-    async def inflight_runs(self, thread_id: str) -> list[Row]: ...
+    async def set_run_status(self, run_id: str, status: str) -> Row | None:
+        """Set a run's status; the row after, or None when there is no such run."""
 
     @abstractmethod
-    async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]: ...
+    async def inflight_runs(self, thread_id: str) -> list[Row]:
+        """The thread's pending and running runs, oldest first."""
 
     @abstractmethod
-    async def runnable_runs(self) -> list[Row]:
-        """Pending runs (oldest first), after putting runs left running back to pending."""
+    async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
+        """Every run with one of ``statuses``, oldest first."""
 
-    # -- checkpoint housekeeping that langgraph's savers do not offer
-    @abstractmethod
-    async def delete_checkpoints_for_run(self, thread_id: str, run_id: str) -> None:
-        """Delete the checkpoints (and pending writes) that ``run_id`` wrote."""
 
-    @abstractmethod
-    async def head_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
-        """The pending writes of the thread's latest checkpoint in each namespace (and of
-        root checkpoint ``checkpoint_id``): the existing checkpoints a run can add writes to.
 
-        Taken when a run starts; :meth:`restore_writes` puts them back if the run is rolled back.
-        """
+# -- event log -----------------------------------------------------------------------
 
-    @abstractmethod
-    async def restore_writes(self, thread_id: str, snapshot: Any) -> None:
-        """Make the pending writes of the checkpoints in ``snapshot`` exactly what they were."""
 
-    @abstractmethod
-    async def prune_checkpoints(self, thread_id: str) -> None:
-        """Keep only the latest checkpoint of each namespace of the thread."""
+def parse_event_id(value: str | None) -> tuple[int, int] | None:
+    """``"<ms>-<seq>"`` (or ``"<ms>"``, ``"0"``, ``"-"``) as a comparable tuple; None if malformed."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value in ("-", "", "0"):
+        return (0, -1)
+    head, _, tail = value.partition("-")
+    try:
+        return (int(head), int(tail) if tail and tail != "*" else -1)
+    except ValueError:
+        return None
+
 
 
 @dataclass(frozen=True)
 class Event:
-    """One stream event: its id, name and JSON-encoded data."""
+    """One stream event: its id (``"<ms>-<seq>"``, increasing across the whole
+    deployment's events), name and JSON-encoded data."""
 
     id: str
     event: str
     data: bytes
 
 
+class Subscription(ABC):
+    """What :meth:`EventLog.subscribe` and :meth:`EventLog.subscribe_thread` return: an
+    async iterator of events, registered when it is created (not at first iteration), so
+    that nothing published after the call is missed."""
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> Event: ...
+
+    @abstractmethod
+    def take_ready(self) -> list[Event]:
+        """The events that iterating would return now without waiting, taken at once (so
+        that a response can send together what arrived together)."""
+
+    @abstractmethod
+    def ticking(self, interval: float) -> AsyncIterator[Event | None]:
+        """The same events, with ``None`` whenever ``interval`` seconds pass without one
+        (heartbeats); no event is lost to a tick."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Leave: no more events; the subscription's resources are released."""
+
+
 class EventLog(ABC):
-    """Per-run event logs with live fan-out and replay."""
+    """Per-run event logs with live fan-out and replay, thread streams and cancel signals.
+
+    A run's log is opened when the run is created (so that subscribers attached before
+    it starts see everything) and closed when it ends. A closed log is kept for
+    ``retention`` seconds when the run is resumable (``stream_resumable``), else only long
+    enough for subscribers already attached to drain it. A subscriber of a run whose log
+    is unknown (never opened, or expired) sees a finished, empty stream.
+    """
 
     @abstractmethod
     async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
-        """Start a run's log so that subscribers opened before the run starts see everything."""
+        """Start a run's log; opening an open log again changes nothing (a run taken over
+        by another worker keeps its log and its subscribers)."""
 
     @abstractmethod
-    async def publish(self, run_id: str, event: str, data: bytes) -> None: ...
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """Append an event to an open log (and to its thread's stream); dropped when the
+        log is not open."""
 
     @abstractmethod
     async def close(self, run_id: str) -> None:
-        """Mark the run's stream finished; subscribers drain and end."""
+        """Mark the run's stream finished; subscribers drain and end. Thread subscribers
+        get ``metadata`` ``{"status": "run_done", "run_id"}`` if the run published anything."""
 
     @abstractmethod
     def subscribe(
@@ -252,53 +362,153 @@ class EventLog(ABC):
         last_event_id: str | None = None,
         from_start: bool = False,
         at_end: bool = False,
-    ) -> AsyncIterator[Event]:
-        """Events of a run: replayed ones after ``last_event_id`` (or all, with ``from_start``
-        while they are kept), then live ones, ending when the run's stream is closed.
+    ) -> Subscription:
+        """Events of a run: replayed ones after ``last_event_id`` (resumable runs only), or
+        all (``from_start``, while they are kept), else only those published from now on;
+        then live ones, ending when the run's stream is closed.
 
         ``at_end``: the same events, delivered together once the stream is closed (for a
         subscriber that only needs the outcome, such as ``/wait``: it is not woken per event).
         """
 
     @abstractmethod
-    def subscribe_thread(
-        self, thread_id: str, *, last_event_id: str | None = None
-    ) -> AsyncIterator[Event]:
-        """Every run event on a thread plus thread-level events, until the subscriber leaves."""
+    def subscribe_thread(self, thread_id: str, *, last_event_id: str | None = None) -> Subscription:
+        """Every run event on a thread plus thread-level events, until the subscriber
+        leaves; with ``last_event_id``, first the kept events of the thread's resumable
+        runs after it, in id order."""
 
     @abstractmethod
-    async def publish_thread(self, thread_id: str, event: str, data: bytes) -> None: ...
+    async def publish_thread(self, thread_id: str, event: str, data: bytes) -> None:
+        """A thread-level event (``state_update``) to the thread's live subscribers."""
+
+    # -- cancel signals
+    @abstractmethod
+    async def request_cancel(self, run_id: str, action: CancelAction) -> None:
+        """Ask whichever process executes ``run_id`` to stop it (the last action counts)."""
 
     @abstractmethod
-    def is_finished(self, run_id: str) -> bool: ...
+    async def on_cancel(
+        self, run_id: str, callback: Callable[[CancelAction], None]
+    ) -> list[CancelAction]:
+        """Call ``callback(action)`` (on this process's event loop) at each cancel request
+        for ``run_id`` from now on; returns the actions requested before, a list that the
+        adapter keeps appending later requests to."""
+
+    @abstractmethod
+    async def release_cancel(self, run_id: str) -> None:
+        """Forget ``run_id``'s callbacks in this process (its execution here has ended)."""
+
+    async def aclose(self) -> None:
+        """Release the log's connections and tasks (the process is stopping)."""
 
 
-CancelAction = Literal["interrupt", "rollback"]
+class LocalEventLog(EventLog):
+    """An event log that lives in this process's memory: events may also be appended
+    without awaiting (run processes hand their events over from a socket callback)."""
+
+    @abstractmethod
+    def open_now(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None: ...
+
+    @abstractmethod
+    def publish_now(self, run_id: str, event: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def close_now(self, run_id: str) -> None: ...
+
+
+# -- queue ---------------------------------------------------------------------------
+
+Execute = Callable[[str, "Row | None"], Awaitable[None]]
 
 
 class Queue(ABC):
-    """Dispatch of pending runs to workers."""
+    """Dispatch of pending runs to the processes that execute them.
+
+    At most one run executes per thread across the deployment, pending runs of a thread
+    start in ``created_at`` order, and a run created with ``after_seconds`` is not started
+    before its ``created_at``. A process that executes runs holds a lease on each run it
+    claimed and renews it; a run whose lease expired (its process died) becomes claimable
+    again, and its next claim counts another attempt.
+    """
+
+    #: this process's identity as a holder of leases
+    worker_id: str
 
     @abstractmethod
-    async def start(self, execute: Callable[[str], Awaitable[None]]) -> None: ...
+    async def start(self, execute: Execute | None) -> None:
+        """Begin dispatching: call ``execute(run_id, claimed)`` for each run this process is
+        to execute, at most its concurrency at once (``claimed``: the run's row after the
+        queue claimed it; None: the executor claims it with ``Storage.claim_run``).
+        ``execute=None``: this process executes no runs (an API process with
+        ``--n-jobs-per-worker 0``); it only announces the runs it creates.
+        Also takes over what the deployment left: runs whose process is gone."""
 
     @abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; runs executing here get ``grace`` seconds to end, then are
+        cancelled and handed back (pending again, claimable by another process)."""
 
     @abstractmethod
-    def enqueue(self, run_id: str, thread_id: str, *, not_before: float | None = None) -> None: ...
+    async def enqueue(self, run: Row) -> None:
+        """A run was written pending (created, or handed back): make it start when its
+        thread, a worker and its ``created_at`` allow, waking an idle worker of the
+        deployment."""
 
     @abstractmethod
     def can_start(self, thread_id: str) -> bool:
-        """Whether a run on ``thread_id`` would start at once: a worker is free, no run of
-        the thread is active or waiting, and no other run waits for a worker."""
+        """Whether a run on ``thread_id`` would start at once in this process: a slot is
+        free here, and no run of the thread is active or waiting here, and no other run waits
+        here for a slot. (False where the queue cannot tell without asking the database.)"""
 
     @abstractmethod
-    def start_claimed(self, run: Row) -> bool:
-        """Start a run that is already claimed (see ``Storage.create_run(start=True)``), its
-        row passed to the worker; False (nothing started) when :meth:`can_start` no longer
-        holds for its thread."""
+    async def start_claimed(self, run: Row) -> bool:
+        """Start executing here a run already claimed (``Storage.create_run(start=True)``);
+        False (nothing started) when :meth:`can_start` no longer holds for its thread."""
 
     @abstractmethod
-    def cancel(self, run_id: str, action: CancelAction) -> bool:
-        """Signal a running run to stop; True when this process was running it."""
+    async def release(self, run_id: str) -> None:
+        """Hand back a run this process claimed and did not finish (it is stopping): the
+        run is pending again (its next claim counts the next attempt) and announced as by
+        :meth:`enqueue`."""
+
+    @property
+    @abstractmethod
+    def running(self) -> int:
+        """How many runs this process is executing now."""
+
+    # -- load hints for placing runs (defaults for queues that do not measure)
+    @property
+    def busy(self) -> float:
+        """The share (0..1) of the last measuring window this process's CPU was busy."""
+        return 0.0
+
+    def set_executors(self, processes: int) -> None:
+        """Runs dispatched here now execute in ``processes`` processes (run processes)."""
+
+
+# -- checkpoint housekeeping ------------------------------------------------------------
+
+
+class Housekeeping(ABC):
+    """What graphdock's checkpointers offer beyond langgraph's ``BaseCheckpointSaver``
+    (they implement its ``adelete_for_runs`` and ``aprune`` too)."""
+
+    @abstractmethod
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) whose metadata ``run_id`` is one of ``run_ids``."""
+
+    @abstractmethod
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep only the latest checkpoint of each namespace of each thread."""
+
+    @abstractmethod
+    async def ahead_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
+        """The pending writes of the thread's latest checkpoint in each namespace (and of
+        root checkpoint ``checkpoint_id``): the existing checkpoints a run can add writes to.
+
+        Taken when a run starts; :meth:`arestore_writes` puts them back if the run is rolled back.
+        """
+
+    @abstractmethod
+    async def arestore_writes(self, thread_id: str, snapshot: Any) -> None:
+        """Make the pending writes of the checkpoints in ``snapshot`` exactly what they were."""

@@ -3,6 +3,11 @@
 The graph is opened through :meth:`Hosting.open_graph` in access context
 ``threads.create_run`` and stays open until the run's last event; a cancel
 signal (interrupt or rollback) or the run timeout stops the stream at once.
+
+A run's later attempt (its process died while executing it, and a lease expired or
+the server restarted) goes on from the run's own last checkpoint when it wrote one,
+so that the thread shows its output once; a run that has used up ``max_attempts``
+ends in ``error`` without being executed again.
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ from langgraph.types import Command, Send, StateSnapshot
 
 from graphdock import serde
 from graphdock.auth.user import AuthenticatedUser
-from graphdock.backends.base import Row, Storage
-from graphdock.backends.memory.eventlog import MemoryEventLog
+from graphdock.backends.base import EventLog, Row, Storage
 from graphdock.hosting import Hosting
 from graphdock.hosting.context import filter_to_schema
 from graphdock.hosting.state import thread_interrupts
@@ -94,14 +98,16 @@ class Executor:
         self,
         storage: Storage,
         hosting: Hosting,
-        events: MemoryEventLog,
+        events: EventLog,
         *,
         run_timeout: float,
+        max_attempts: int = 3,
     ) -> None:
         self.storage = storage
         self.hosting = hosting
         self.events = events
         self.run_timeout = run_timeout
+        self.max_attempts = max_attempts
 
     async def execute(self, run_id: str, claimed: Row | None = None) -> None:
         """Run ``run_id``: claim it (``claimed``: the row of a run created already claimed)."""
@@ -111,12 +117,18 @@ class Executor:
         thread_id = run["thread_id"]
         kwargs = run["kwargs"]
         await self.events.open(run_id, thread_id, resumable=bool(kwargs.get("resumable")))
+        if run["attempt"] > self.max_attempts:
+            await self._give_up(run)
+            return
         outcome = _Outcome()
+        checkpointer = self.hosting.checkpointer
         if not kwargs.get("temporary"):
+            if run["attempt"] > 1:
+                await self._resume_point(run)
             # what a rollback must put back on the checkpoints this run may add writes to
             start = ((kwargs.get("config") or {}).get("configurable") or {}).get("checkpoint_id")
             try:
-                outcome.extra["head_writes"] = await self.storage.head_writes(thread_id, start)
+                outcome.extra["head_writes"] = await checkpointer.ahead_writes(thread_id, start)
             except Exception:
                 logger.exception("reading the pending writes of thread %s failed", thread_id)
         # The graph runs in this (the worker's) task; a cancel request or the run timeout
@@ -131,7 +143,7 @@ class Executor:
                 stopped.append(reason)
                 task.cancel()
 
-        actions = self.events.on_cancel(run_id, lambda action: stop("cancel"))
+        actions = await self.events.on_cancel(run_id, lambda action: stop("cancel"))
         shutdown = False
         if actions:
             stopped.append("cancel")  # cancelled before it started: the graph is not opened
@@ -157,9 +169,9 @@ class Executor:
                 streaming = False
                 timer.cancel()
         if shutdown:
-            # the server is shutting down: leave the run to be retried
-            await self.storage.set_run_status(run_id, "pending")
-            await self.events.close(run_id)
+            # the process is stopping: the queue hands the run back, its log stays open for
+            # the attempt that goes on with it
+            await self.events.release_cancel(run_id)
             raise asyncio.CancelledError()
         status: str
         if not stopped:
@@ -182,10 +194,48 @@ class Executor:
                     # a temporary run's thread is gone before anyone waiting on the run is told
                     if temporary:
                         await self.storage.delete_thread(thread_id)
-                        await self.hosting.checkpointer.adelete_thread(thread_id)
+                        await checkpointer.adelete_thread(thread_id)
         finally:
-            self.events.release_cancel(run_id)
+            await self.events.release_cancel(run_id)
             await self.events.close(run_id)
+
+    async def _give_up(self, run: Row) -> None:
+        """End a run whose process was lost on each of its ``max_attempts`` attempts."""
+        run_id = run["run_id"]
+        error = {
+            "error": "RunAttemptsExhausted",
+            "message": f"the run's process was lost on each of its {self.max_attempts} attempts;"
+            " it is not executed again",
+        }
+        logger.error("run %s: %s", run_id, error["message"])
+        try:
+            await self.events.publish(run_id, "error", serde.dumps(error))
+            await self.storage.finish_run(
+                run_id,
+                "error",
+                thread_status="error",
+                error=error,
+                delete_thread=bool(run["kwargs"].get("temporary")),
+            )
+        finally:
+            await self.events.close(run_id)
+
+    async def _resume_point(self, run: Row) -> None:
+        """Make a later attempt go on from the run's own last checkpoint, if it wrote one:
+        its input is then already in the thread's state, so the graph is resumed (input
+        None, from the thread's latest checkpoint) instead of started again."""
+        thread_id = run["thread_id"]
+        latest = await self.hosting.checkpointer.aget_tuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        )
+        if latest is None or (latest.metadata or {}).get("run_id") != run["run_id"]:
+            return  # nothing of this run was saved: it starts again from its input
+        kwargs = run["kwargs"]
+        kwargs["input"], kwargs["command"] = None, None
+        configurable = (kwargs.get("config") or {}).get("configurable") or {}
+        for key in ("checkpoint_id", "checkpoint_map"):
+            configurable.pop(key, None)
+        logger.info("run %s: attempt %d goes on from its last checkpoint", run["run_id"], run["attempt"])
 
     async def _record_failure(self, run_id: str, exc: BaseException) -> None:
         error = {"error": type(exc).__name__, "message": "An internal error occurred"}
@@ -298,13 +348,14 @@ class Executor:
                 logger.info("run %s failed: %r", run_id, outcome.error)
             await self.events.publish(run_id, "error", serde.dumps(serde.error_payload(outcome.error)))
         if status == "rollback":
-            await self.storage.delete_checkpoints_for_run(thread_id, run_id)
+            checkpointer = self.hosting.checkpointer
+            await checkpointer.adelete_for_runs([run_id])
             if outcome.extra.get("head_writes") is not None:
-                await self.storage.restore_writes(thread_id, outcome.extra["head_writes"])
+                await checkpointer.arestore_writes(thread_id, outcome.extra["head_writes"])
             await self.storage.delete_run(run_id, thread_id)
             if temporary:
                 await self.storage.delete_thread(thread_id)
-                await self.hosting.checkpointer.adelete_thread(thread_id)
+                await checkpointer.adelete_thread(thread_id)
             else:
                 await restore_thread_status(self.storage, thread_id)
             return

@@ -2,7 +2,7 @@
 
 One server process parses every request, keeps the queue, the event logs and the cancel
 signals. When its event loop is saturated, one core does all the work while the others
-idle; a run process (``graphdock.runs.worker``) then takes runs off it: it imports the
+idle; a run process (``graphdock.runs.run_process``) then takes runs off it: it imports the
 same graphs, opens the same SQLite file with its own connection, and executes the runs it
 is handed with the same :class:`~graphdock.runs.executor.Executor`. Their events come back
 over a socket to the server's event logs, so clients stream, join and cancel exactly as
@@ -199,7 +199,7 @@ class RunProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "graphdock.runs.worker",
+                "graphdock.runs.run_process",
                 str(child.fileno()),
                 logging.getLevelName(logging.getLogger().getEffectiveLevel()),
                 pass_fds=(child.fileno(),),

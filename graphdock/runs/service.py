@@ -10,10 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from graphdock import serde
-from graphdock.api import models
-from graphdock.backends.base import Row, Storage
-from graphdock.backends.memory.eventlog import MemoryEventLog
-from graphdock.backends.memory.queue import MemoryQueue
+from graphdock import models
+from graphdock.backends.base import EventLog, LocalEventLog, Queue, Row, Storage
 from graphdock.config import Settings
 from graphdock.auth import ANONYMOUS, AuthContext
 from graphdock.auth.handlers import Authorizer
@@ -22,7 +20,7 @@ from graphdock.filters import auth_match
 from graphdock.hosting import system_assistant_id
 from graphdock.services.threads import ThreadsService
 from graphdock.hosting import Hosting
-from graphdock.runs.executor import Executor, restore_thread_status
+from graphdock.runs.executor import Executor
 from graphdock.runs.processes import RunProcesses, RunProcessLost
 from graphdock.services.assistants import AssistantsService
 from graphdock.services.common import (
@@ -53,8 +51,8 @@ class RunsService:
         self,
         storage: Storage,
         hosting: Hosting,
-        events: MemoryEventLog,
-        queue: MemoryQueue,
+        events: EventLog,
+        queue: Queue,
         assistants: AssistantsService,
         settings: Settings,
         authorizer: Authorizer,
@@ -68,29 +66,30 @@ class RunsService:
         self.settings = settings
         self.authorizer = authorizer
         self.threads = threads
-        self.executor = Executor(storage, hosting, events, run_timeout=settings.run_timeout)
+        self.executor = Executor(
+            storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts
+        )
+        # run processes share this process's in-memory event log (the embedded backend)
+        local = isinstance(events, LocalEventLog)
         self.processes = RunProcesses(
             settings.to_json(),
             events,
             hosting.topology,
-            size=settings.run_processes,
+            size=settings.run_processes if local else 0,
             per_process=settings.n_jobs_per_worker,
             policy=settings.run_process_policy,
             busy=lambda: queue.busy,
         )
         self._local = 0  # runs executing in this process
-        if self.processes.enabled and self.processes.policy == "always":
-            queue.adaptive = False
+        # whether this process executes runs (an API process with --n-jobs-per-worker 0 does not)
+        self.executes = settings.n_jobs_per_worker > 0
 
     async def start(self) -> None:
         await self.processes.start()
-        for run in await self.storage.runnable_runs():
-            await self.events.open(run["run_id"], run["thread_id"], resumable=bool(run["kwargs"].get("resumable")))
-            self.queue.enqueue(run["run_id"], run["thread_id"], not_before=self._not_before(run))
-        await self.queue.start(self._execute)
+        await self.queue.start(self._execute if self.executes else None)
 
     async def stop(self) -> None:
-        await self.queue.stop()
+        await self.queue.stop(self.settings.shutdown_timeout)
         await self.processes.stop()
 
     async def _execute(self, run_id: str, claimed: Row | None = None) -> None:
@@ -103,7 +102,7 @@ class RunsService:
                 await self._lost(run_id, exc)
                 return
         executing = len(self.processes.running) + (0 if self.processes.policy == "always" else 1)
-        self.queue.set_workers(max(1, executing))
+        self.queue.set_executors(max(1, executing))
         if proc is None:
             self._local += 1
             try:
@@ -112,13 +111,13 @@ class RunsService:
                 self._local -= 1
             return
         future = proc.execute(run_id, claimed is not None)
-        self.events.on_cancel(run_id, lambda action: proc.cancel(run_id, action))
+        await self.events.on_cancel(run_id, lambda action: proc.cancel(run_id, action))
         try:
             await future
         except RunProcessLost as exc:
             await self._lost(run_id, exc)
         finally:
-            self.events.release_cancel(run_id)
+            await self.events.release_cancel(run_id)
 
     async def _lost(self, run_id: str, exc: Exception) -> None:
         """A run whose process exited before it ended: recorded as failed (executing it
@@ -137,16 +136,6 @@ class RunsService:
                 )
         finally:
             await self.events.close(run_id)
-
-    @staticmethod
-    def _not_before(run: Row) -> float | None:
-        from datetime import datetime
-
-        created = datetime.fromisoformat(run["created_at"])
-        delay = (created - serde.now()).total_seconds()
-        if delay <= 0:
-            return None
-        return asyncio.get_running_loop().time() + delay
 
     # -- creation ----------------------------------------------------------------
 
@@ -356,8 +345,8 @@ class RunsService:
         run = prepared.run
         run_id, thread_id = run["run_id"], run["thread_id"]
         strategy = run["multitask_strategy"]
-        not_before = self._not_before(run)
-        start = attached and not_before is None and self.queue.can_start(thread_id)
+        delayed = run["created_at"] > serde.now_iso()  # after_seconds
+        start = attached and self.executes and not delayed and self.queue.can_start(thread_id)
         await self.events.open(run_id, thread_id, resumable=bool(run["kwargs"]["resumable"]))
         try:
             row, inflight = await self.storage.create_run(
@@ -371,7 +360,7 @@ class RunsService:
             await self.events.close(run_id)
             raise
         if row["status"] == "running":
-            if self.queue.start_claimed(row):
+            if await self.queue.start_claimed(row):
                 return row
             # a worker was taken meanwhile: back to pending, and through the queue (its
             # attempt count then starts at 2)
@@ -379,7 +368,7 @@ class RunsService:
         if strategy in ("interrupt", "rollback") and inflight:
             for other in inflight:
                 await self._cancel_one(other, thread_id, strategy)  # type: ignore[arg-type]
-        self.queue.enqueue(run_id, thread_id, not_before=not_before)
+        await self.queue.enqueue(row)
         return row
 
     # -- lookup -------------------------------------------------------------------
@@ -405,7 +394,7 @@ class RunsService:
         if row["status"] in ("pending", "running"):
             await self._cancel_one(run_id, thread_id, "interrupt")
             await self.wait_until_finished(run_id)
-        await self.storage.delete_checkpoints_for_run(thread_id, run_id)
+        await self.hosting.checkpointer.adelete_for_runs([run_id])
         await self.storage.delete_run(run_id, thread_id)
 
     # -- cancellation ----------------------------------------------------------------
@@ -415,18 +404,14 @@ class RunsService:
         row = await self.storage.get_run(run_id, thread_id)
         if row is None or row["status"] not in ("pending", "running"):
             return False
-        if self.queue.cancel(run_id, action):  # type: ignore[arg-type]
-            self.events.request_cancel(run_id, action)  # type: ignore[arg-type]
+        if row["status"] == "pending" and await self.storage.cancel_pending_run(
+            run_id, thread_id, delete=action == "rollback"
+        ):
+            # settled before any process started it
+            await self.events.close(run_id)
             return True
-        # not started yet: settle it here
-        self.queue.discard(run_id)
-        if action == "rollback":
-            await self.storage.delete_run(run_id, thread_id)
-        else:
-            await self.storage.set_run_status(run_id, "interrupted")
-        # the run never touched the thread's recorded state
-        await restore_thread_status(self.storage, thread_id)
-        await self.events.close(run_id)
+        # running (or claimed meanwhile): whichever process executes it stops it
+        await self.events.request_cancel(run_id, action)  # type: ignore[arg-type]
         return True
 
     async def cancel(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphdock import serde
-from graphdock.api import models
+from graphdock import models
 from graphdock.auth import ANONYMOUS, AuthContext
 from graphdock.auth.handlers import Authorizer
 from graphdock.backends.base import Page, Row, Storage

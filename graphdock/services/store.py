@@ -10,7 +10,7 @@ from graphdock.auth import ANONYMOUS, AuthContext
 from graphdock.auth.handlers import Authorizer
 
 from graphdock import serde
-from graphdock.api import models
+from graphdock import models
 from graphdock.errors import BadRequest, Unprocessable
 from graphdock.services.common import check_storable
 

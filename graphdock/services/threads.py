@@ -11,7 +11,7 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from graphdock import serde
-from graphdock.api import models
+from graphdock import models
 from graphdock.auth import ANONYMOUS, AuthContext
 from graphdock.auth.handlers import Authorizer
 from graphdock.filters import auth_match
@@ -290,8 +290,8 @@ class ThreadsService:
         for thread_id in ids:
             if await self.storage.inflight_runs(thread_id):
                 raise Conflict(f"Thread {thread_id} is busy: a run is pending or running on it")
-        for thread_id in ids:
-            await self.storage.prune_checkpoints(thread_id)
+        if ids:
+            await self.checkpointer.aprune(ids, strategy="keep_latest")  # type: ignore[attr-defined]
         return len(ids)
 
     async def prunable(self, body: models.ThreadPrune, auth: AuthContext) -> list[str]:

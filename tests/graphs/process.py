@@ -6,7 +6,7 @@
 the same: {"ms": 5} -> {"ms": 5, "pid": <int>}; many at once saturate a process.
 
 `exit_process` ends the process executing it at once (``os._exit``), as a crash would; it
-refuses to when that process is not a run process (``graphdock.runs.worker``), so that it
+refuses to when that process is not a run process (``graphdock.runs.run_process``), so that it
 can never take a test server down.
 """
 
@@ -39,7 +39,7 @@ def _spin(state: State) -> State:
 
 def _exit(state: State) -> State:
     main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) != "graphdock.runs.worker":
+    if getattr(getattr(main, "__spec__", None), "name", None) != "graphdock.runs.run_process":
         raise RuntimeError("exit_process only ends run processes")
     os._exit(3)
 

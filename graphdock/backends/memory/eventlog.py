@@ -19,21 +19,8 @@ from collections import defaultdict, deque
 from typing import AsyncIterator, Callable
 
 from graphdock import serde
-from graphdock.backends.base import CancelAction, Event, EventLog
-
-
-def parse_event_id(value: str | None) -> tuple[int, int] | None:
-    """``"<ms>-<seq>"`` (or ``"<ms>"``, ``"0"``, ``"-"``) as a comparable tuple; None if malformed."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value in ("-", "", "0"):
-        return (0, -1)
-    head, _, tail = value.partition("-")
-    try:
-        return (int(head), int(tail) if tail and tail != "*" else -1)
-    except ValueError:
-        return None
+from graphdock.backends.base import CancelAction, Event, LocalEventLog, Subscription, parse_event_id
+from graphdock.backends.cancels import CancelSignals
 
 
 class _RunLog:
@@ -77,7 +64,7 @@ def _tick(future: asyncio.Future[bool]) -> None:
         future.set_result(False)
 
 
-class _RunSubscription:
+class _RunSubscription(Subscription):
     """A run subscriber: the log's events from ``index`` on, until the run's stream is closed.
 
     Iterating needs no task of its own; :meth:`ticking` is the same stream with ``None``
@@ -155,7 +142,7 @@ class _RunSubscription:
         self._log.waiters.discard(self._waiter)
 
 
-class MemoryEventLog(EventLog):
+class MemoryEventLog(LocalEventLog):
     def __init__(self, *, retention: float = 120.0) -> None:
         self.retention = retention
         self._runs: dict[str, _RunLog] = {}
@@ -164,7 +151,7 @@ class MemoryEventLog(EventLog):
         self._thread_runs: dict[str, list[str]] = defaultdict(list)
         self._last_ms = 0
         self._seq = 0
-        self._cancels: dict[str, _CancelSignal] = {}
+        self._cancels = CancelSignals()
 
     def _next_id(self) -> str:
         ms = max(int(time.time() * 1000), self._last_ms)
@@ -236,11 +223,7 @@ class MemoryEventLog(EventLog):
                 for queue in subs:
                     queue.put_nowait(done)
         self._finished[run_id] = time.monotonic() + (self.retention if log.resumable else 0.0)
-        self._cancels.pop(run_id, None)
-
-    def is_finished(self, run_id: str) -> bool:
-        log = self._runs.get(run_id)
-        return log is None or log.finished
+        self._cancels.release(run_id)
 
     def subscribe(
         self,
@@ -302,42 +285,17 @@ class MemoryEventLog(EventLog):
 
     # -- cancel signals ------------------------------------------------------
 
-    def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
-        """Call ``callback(action)`` at each cancel request for ``run_id`` (at once for one
-        already made); returns the list of actions requested, which keeps growing."""
-        signal = self._signal(run_id)
-        signal.callbacks.append(callback)
-        for action in list(signal.actions):
-            callback(action)
-        return signal.actions
+    async def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
+        return self._cancels.listen(run_id, callback)
 
-    def _signal(self, run_id: str) -> "_CancelSignal":
-        signal = self._cancels.get(run_id)
-        if signal is None:
-            signal = self._cancels[run_id] = _CancelSignal()
-        return signal
+    async def request_cancel(self, run_id: str, action: CancelAction) -> None:
+        self._cancels.request(run_id, action)
 
-    def request_cancel(self, run_id: str, action: CancelAction) -> None:
-        signal = self._signal(run_id)
-        signal.actions.append(action)
-        for callback in list(signal.callbacks):
-            callback(action)
-
-    def release_cancel(self, run_id: str) -> None:
-        self._cancels.pop(run_id, None)
+    async def release_cancel(self, run_id: str) -> None:
+        self._cancels.release(run_id)
 
 
-class _CancelSignal:
-    """The cancel requests made for a run (the last action counts) and who to tell."""
-
-    __slots__ = ("actions", "callbacks")
-
-    def __init__(self) -> None:
-        self.actions: list[CancelAction] = []
-        self.callbacks: list[Callable[[CancelAction], None]] = []
-
-
-class _ThreadSubscription:
+class _ThreadSubscription(Subscription):
     """A thread subscriber: replayed events, then live ones until :meth:`aclose` (or until
     the subscription is garbage-collected, for a response that was never iterated)."""
 
@@ -357,6 +315,15 @@ class _ThreadSubscription:
         if self._replay:
             return self._replay.popleft()
         return await self._queue.get()
+
+    def take_ready(self) -> list[Event]:
+        if not self._unsubscribe.alive:
+            return []
+        items = list(self._replay)
+        self._replay.clear()
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return items
 
     async def aclose(self) -> None:
         self._unsubscribe()

@@ -2,7 +2,11 @@
 
 Runs are started the moment a slot and their thread are free (no polling), in the order
 they became ready; delayed runs (``after_seconds``) are scheduled with the event loop's
-timer.
+timer. The queue is the embedded backend's: one process owns the SQLite file, so at start
+every run left ``running`` by an earlier process is pending again (a crash's run goes on
+with its next attempt), and a run handed back at stop is pending again for the next start.
+The executor claims each run it is given (``Storage.claim_run``), which also drops a run
+cancelled or deleted while it waited here.
 
 **Admission under CPU saturation.** ``concurrency`` (``--n-jobs-per-worker``) is how many
 runs may be active at once. Runs waiting on I/O (a model call) cost no CPU while they
@@ -27,9 +31,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from graphdock.backends.base import CancelAction, Queue, Row
+from graphdock import serde
+from graphdock.backends.base import EventLog, Execute, Queue, Row
+
+if TYPE_CHECKING:
+    from graphdock.backends.sqlite.storage import SqliteStorage
 
 logger = logging.getLogger("graphdock.queue")
 
@@ -57,13 +66,28 @@ def next_limit(
     return limit
 
 
+def not_before(run: Row) -> float | None:
+    """The event loop time before which ``run`` may not start (its ``created_at`` lies in
+    the future: ``after_seconds``); None when it may start now."""
+    delay = (datetime.fromisoformat(run["created_at"]) - serde.now()).total_seconds()
+    if delay <= 0:
+        return None
+    return asyncio.get_running_loop().time() + delay
+
+
 class MemoryQueue(Queue):
     def __init__(
         self,
+        storage: "SqliteStorage | None" = None,
+        events: EventLog | None = None,
         *,
         concurrency: int = 10,
+        adaptive: bool = True,
         cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
+        self.worker_id = "embedded"
+        self._storage = storage
+        self._events = events
         self.concurrency = max(1, concurrency)
         self.limit = self.concurrency  # runs started at once now (see the module docstring)
         self._cpu_clock = cpu_clock  # CPU time of the process (its loop and its threads)
@@ -77,16 +101,20 @@ class MemoryQueue(Queue):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._stopping = False
-        self.busy = 0.0  # the share of the last window the process was busy (CPU time / wall)
+        self._busy = 0.0  # the share of the last window the process was busy (CPU time / wall)
         self.workers = 1  # processes executing runs (the server's and its run processes)
-        self.adaptive = True  # False: runs never execute on this loop, whose load says nothing
+        self.adaptive = adaptive  # False: runs never execute on this loop, whose load says nothing
+
+    @property
+    def busy(self) -> float:
+        return self._busy
 
     @property
     def maximum(self) -> int:
         """Runs active at once at most: ``concurrency`` per process executing runs."""
         return self.concurrency * self.workers
 
-    def set_workers(self, workers: int) -> None:
+    def set_executors(self, workers: int) -> None:
         """Runs execute in ``workers`` processes now. With more than one, the limit is
         ``concurrency`` per process and no longer follows this loop's load (the runs'
         work is no longer all on this loop)."""
@@ -98,13 +126,22 @@ class MemoryQueue(Queue):
             else:
                 self.limit = min(self.limit, self.maximum)
 
-    async def start(self, execute: Callable[..., Awaitable[None]]) -> None:
+    async def start(self, execute: Execute | None) -> None:
+        if self._storage is not None:
+            # the runs an earlier process of this file left: pending again, in order
+            for run in await self._storage.runnable_runs():
+                if self._events is not None:
+                    resumable = bool(run["kwargs"].get("resumable"))
+                    await self._events.open(run["run_id"], run["thread_id"], resumable=resumable)
+                await self.enqueue(run)
         self._execute = execute
         self._stopping = False
         self._pump()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
         self._stopping = True
+        if grace > 0 and self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=grace)
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None
@@ -121,14 +158,20 @@ class MemoryQueue(Queue):
     def running(self) -> int:
         return len(self._tasks)
 
-    def enqueue(self, run_id: str, thread_id: str, *, not_before: float | None = None) -> None:
-        if not_before is not None:
+    async def enqueue(self, run: Row) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        when = not_before(run)
+        if when is not None:
             loop = asyncio.get_running_loop()
-            delay = not_before - loop.time()
+            delay = when - loop.time()
             if delay > 0:
-                self._timers[run_id] = loop.call_later(delay, self._release, run_id, thread_id)
+                self._timers[run_id] = loop.call_later(delay, self._due, run_id, thread_id)
                 return
         self._add(run_id, thread_id)
+
+    async def release(self, run_id: str) -> None:
+        if self._storage is not None:
+            await self._storage.release_run(run_id)
 
     def can_start(self, thread_id: str) -> bool:
         return (
@@ -140,7 +183,7 @@ class MemoryQueue(Queue):
             and thread_id not in self._pending
         )
 
-    def start_claimed(self, run: Row) -> bool:
+    async def start_claimed(self, run: Row) -> bool:
         run_id, thread_id = run["run_id"], run["thread_id"]
         if not self.can_start(thread_id):
             return False
@@ -156,7 +199,7 @@ class MemoryQueue(Queue):
         task = asyncio.create_task(self._run(run_id, thread_id, claimed), name=f"run-{run_id}")
         self._tasks[run_id] = task
 
-    def _release(self, run_id: str, thread_id: str) -> None:
+    def _due(self, run_id: str, thread_id: str) -> None:
         self._timers.pop(run_id, None)
         self._add(run_id, thread_id)
 
@@ -166,19 +209,6 @@ class MemoryQueue(Queue):
         if thread_id not in self._active_threads and len(queue) == 1:
             self._ready.append(thread_id)
         self._pump()
-
-    def discard(self, run_id: str) -> None:
-        """Forget a run that is no longer pending (cancelled or deleted before it started)."""
-        timer = self._timers.pop(run_id, None)
-        if timer is not None:
-            timer.cancel()
-        for thread_id, queue in list(self._pending.items()):
-            if run_id in queue:
-                queue.remove(run_id)
-                if not queue:
-                    del self._pending[thread_id]
-                    if thread_id in self._ready:
-                        self._ready.remove(thread_id)
 
     def _pump(self) -> None:
         if self._execute is None or self._stopping:
@@ -198,11 +228,10 @@ class MemoryQueue(Queue):
         assert self._execute is not None
         started = asyncio.get_running_loop().time()
         try:
-            if claimed is None:
-                await self._execute(run_id)
-            else:
-                await self._execute(run_id, claimed)
+            await self._execute(run_id, claimed)
         except asyncio.CancelledError:
+            if self._stopping:
+                await asyncio.shield(self.release(run_id))  # stopping: pending for the next start
             raise
         except Exception:
             logger.exception("worker failed on run %s", run_id)
@@ -223,12 +252,12 @@ class MemoryQueue(Queue):
             return
         if not self._tasks and not self._ready:
             self.limit = self.maximum  # idle: the next burst starts from the full limit
-            self.busy = 0.0
+            self._busy = 0.0
             return
         loop = asyncio.get_running_loop()
         now, cpu = loop.time(), self._cpu_clock()
         wall = now - self._window[0]
-        busy = self.busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
+        busy = self._busy = (cpu - self._window[1]) / wall if wall > 0 else 0.0
         if self.workers > 1 or not self.adaptive:
             self.limit = self.maximum
         else:
@@ -242,6 +271,3 @@ class MemoryQueue(Queue):
         self._window = (now, cpu)
         self._sampler = loop.call_later(WINDOW_S, self._sample)
         self._pump()
-
-    def cancel(self, run_id: str, action: CancelAction) -> bool:
-        return run_id in self._tasks

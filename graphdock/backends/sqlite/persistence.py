@@ -30,7 +30,10 @@ from langgraph.store.base import Op, PutOp, Result, TTLConfig
 from langgraph.store.sqlite import SqliteStore as _LangGraphSqliteStore
 from langgraph.store.sqlite.base import _namespace_to_text
 
+from graphdock.backends.base import Housekeeping
 from graphdock.backends.sqlite.database import Database
+
+_WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
 
 
 class _OnSharedDatabase:
@@ -59,8 +62,9 @@ class _OnSharedDatabase:
                 cur.close()
 
 
-class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
-    """langgraph's ``SqliteSaver`` on the shared connection, with an async interface."""
+class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver, Housekeeping):
+    """langgraph's ``SqliteSaver`` on the shared connection, with an async interface and
+    graphdock's checkpoint housekeeping (:class:`~graphdock.backends.base.Housekeeping`)."""
 
     def __init__(self, database: Database) -> None:
         super().__init__(database.conn)
@@ -106,10 +110,99 @@ class SqliteSaver(_OnSharedDatabase, _LangGraphSqliteSaver):
     async def adelete_thread(self, thread_id: str) -> None:
         await self.database.awrite(lambda _conn: self.delete_thread(thread_id))
 
+    # -- housekeeping: each one transaction on langgraph's tables (checkpoints, writes)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self.database.awrite(_delete_for_runs, list(run_ids))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                await self.adelete_thread(thread_id)
+        elif strategy == "keep_latest":
+            await self.database.awrite(_keep_latest, list(thread_ids))
+        else:
+            raise ValueError(f"unknown prune strategy {strategy!r}")
+
+    async def ahead_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
+        self.setup()
+        return self.database.read(_head_writes, thread_id, checkpoint_id)
+
+    async def arestore_writes(self, thread_id: str, snapshot: Any) -> None:
+        await self.database.awrite(_restore_writes, snapshot)
+
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return self.get_delta_channel_history(config=config, channels=channels)
+
+
+def _delete_for_runs(conn: sqlite3.Connection, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        rows = conn.execute(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints"
+            " WHERE json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            (run_id,),
+        ).fetchall()
+        for key in rows:
+            where = "thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+            conn.execute(f"DELETE FROM writes WHERE {where}", tuple(key))
+            conn.execute(f"DELETE FROM checkpoints WHERE {where}", tuple(key))
+
+
+def _keep_latest(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
+    for thread_id in thread_ids:
+        latest = conn.execute(
+            "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+            " GROUP BY checkpoint_ns",
+            (thread_id,),
+        ).fetchall()
+        for ns, keep in latest:
+            params = (thread_id, ns, keep)
+            where = "thread_id = ? AND checkpoint_ns = ?"
+            conn.execute(f"DELETE FROM writes WHERE {where} AND checkpoint_id != ?", params)
+            conn.execute(f"DELETE FROM checkpoints WHERE {where} AND checkpoint_id != ?", params)
+            conn.execute(
+                f"UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE {where} AND checkpoint_id = ?",
+                params,
+            )
+
+
+def _head_writes(conn: sqlite3.Connection, thread_id: str, checkpoint_id: str | None) -> Any:
+    heads = [
+        (ns, cid)
+        for ns, cid in conn.execute(
+            "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
+            " GROUP BY checkpoint_ns",
+            (thread_id,),
+        ).fetchall()
+    ]
+    if checkpoint_id is not None and ("", checkpoint_id) not in heads:
+        heads.append(("", checkpoint_id))
+    writes: list[tuple[Any, ...]] = []
+    for ns, cid in heads:
+        writes.extend(
+            tuple(row)
+            for row in conn.execute(
+                f"SELECT {_WRITE_COLUMNS} FROM writes WHERE thread_id = ? AND checkpoint_ns = ?"
+                " AND checkpoint_id = ?",
+                (thread_id, ns, cid),
+            ).fetchall()
+        )
+    return {"thread_id": thread_id, "checkpoints": heads, "writes": writes}
+
+
+def _restore_writes(conn: sqlite3.Connection, snapshot: Any) -> None:
+    thread_id = snapshot["thread_id"]
+    for ns, cid in snapshot["checkpoints"]:
+        conn.execute(
+            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, cid),
+        )
+    conn.executemany(
+        f"INSERT OR REPLACE INTO writes ({_WRITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+        snapshot["writes"],
+    )
 
 
 class SqliteStore(_OnSharedDatabase, _LangGraphSqliteStore):

@@ -89,7 +89,6 @@ _REJECT_MESSAGE = (
     " different multitask strategy."
 )
 
-_WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
 
 Conn = sqlite3.Connection
 
@@ -686,6 +685,8 @@ class SqliteStorage(Storage):
         )
 
     async def runnable_runs(self) -> list[Row]:
+        """Pending runs, oldest first, after putting runs left running back to pending: what
+        a process that owns the file (the embedded queue at start) takes over."""
         return await self._write(_runnable_runs)
 
     async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
@@ -696,21 +697,11 @@ class SqliteStorage(Storage):
             list(statuses),
         )
 
-    # -- checkpoint housekeeping (langgraph's tables live in the same file) ----
+    async def release_run(self, run_id: str) -> None:
+        await self._write(_release_run, run_id)
 
-    async def delete_checkpoints_for_run(self, thread_id: str, run_id: str) -> None:
-        """Delete the checkpoints (and their writes) that ``run_id`` wrote on ``thread_id``."""
-        await self._write(_delete_checkpoints_for_run, thread_id, run_id)
-
-    async def head_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
-        return await self._read(_head_writes, thread_id, checkpoint_id)
-
-    async def restore_writes(self, thread_id: str, snapshot: Any) -> None:
-        await self._write(_restore_writes, thread_id, snapshot)
-
-    async def prune_checkpoints(self, thread_id: str) -> None:
-        """Keep only the latest checkpoint of each namespace of ``thread_id``."""
-        await self._write(_prune_checkpoints, thread_id)
+    async def cancel_pending_run(self, run_id: str, thread_id: str, *, delete: bool) -> bool:
+        return await self._write(_cancel_pending_run, run_id, thread_id, delete)
 
 
 # -- the transactions (each runs with the connection held) ------------------------
@@ -875,10 +866,10 @@ def _finish_run(
         return
     thread_id = found[0]
     if delete_thread:
-        # the run, its thread and everything on it go together: nothing to record first
+        # the run, its thread and its runs go together: nothing to record first (a
+        # temporary run writes no checkpoints)
         conn.execute("DELETE FROM gd_threads WHERE thread_id = ?", (thread_id,))
         conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
-        _delete_thread_checkpoints(conn, thread_id)
         return
     conn.execute(
         "UPDATE gd_runs SET status = ?, updated_at = ? WHERE run_id = ?",
@@ -896,12 +887,6 @@ def _finish_run(
     )
 
 
-def _delete_thread_checkpoints(conn: Conn, thread_id: str) -> None:
-    """What langgraph's ``SqliteSaver.delete_thread`` deletes, inside the caller's transaction."""
-    conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,))
-    conn.execute("DELETE FROM writes WHERE thread_id = ?", (thread_id,))
-
-
 def _set_run_status(conn: Conn, run_id: str, status: str) -> Row | None:
     row = _one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
     if row is None:
@@ -917,73 +902,33 @@ def _runnable_runs(conn: Conn) -> list[Row]:
     return _all(conn, "SELECT * FROM gd_runs WHERE status = 'pending' ORDER BY created_at")
 
 
-def _delete_checkpoints_for_run(conn: Conn, thread_id: str, run_id: str) -> None:
-    ids = [
-        r[0]
-        for r in conn.execute(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?"
-            " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-            (thread_id, run_id),
-        ).fetchall()
-    ]
-    for cid in ids:
-        conn.execute("DELETE FROM writes WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid))
-        conn.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?", (thread_id, cid))
-
-
-def _head_writes(conn: Conn, thread_id: str, checkpoint_id: str | None) -> Any:
-    heads = [
-        (ns, cid)
-        for ns, cid in conn.execute(
-            "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
-            " GROUP BY checkpoint_ns",
-            (thread_id,),
-        ).fetchall()
-    ]
-    if checkpoint_id is not None and ("", checkpoint_id) not in heads:
-        heads.append(("", checkpoint_id))
-    writes: list[tuple[Any, ...]] = []
-    for ns, cid in heads:
-        writes.extend(
-            tuple(row)
-            for row in conn.execute(
-                f"SELECT {_WRITE_COLUMNS} FROM writes WHERE thread_id = ? AND checkpoint_ns = ?"
-                " AND checkpoint_id = ?",
-                (thread_id, ns, cid),
-            ).fetchall()
-        )
-    return {"checkpoints": heads, "writes": writes}
-
-
-def _restore_writes(conn: Conn, thread_id: str, snapshot: Any) -> None:
-    for ns, cid in snapshot["checkpoints"]:
-        conn.execute(
-            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, ns, cid),
-        )
-    conn.executemany(
-        f"INSERT OR REPLACE INTO writes ({_WRITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-        snapshot["writes"],
+def _release_run(conn: Conn, run_id: str) -> None:
+    conn.execute(
+        "UPDATE gd_runs SET status = 'pending', updated_at = ?"
+        " WHERE run_id = ? AND status = 'running'",
+        (serde.now_iso(), run_id),
     )
 
 
-def _prune_checkpoints(conn: Conn, thread_id: str) -> None:
-    latest = conn.execute(
-        "SELECT checkpoint_ns, MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ?"
-        " GROUP BY checkpoint_ns",
-        (thread_id,),
-    ).fetchall()
-    for ns, keep in latest:
-        conn.execute(
-            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
-            (thread_id, ns, keep),
+def _cancel_pending_run(conn: Conn, run_id: str, thread_id: str, delete: bool) -> bool:
+    if delete:
+        cur = conn.execute(
+            "DELETE FROM gd_runs WHERE run_id = ? AND thread_id = ? AND status = 'pending'",
+            (run_id, thread_id),
         )
-        conn.execute(
-            "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id != ?",
-            (thread_id, ns, keep),
+    else:
+        cur = conn.execute(
+            "UPDATE gd_runs SET status = 'interrupted', updated_at = ?"
+            " WHERE run_id = ? AND thread_id = ? AND status = 'pending'",
+            (serde.now_iso(), run_id, thread_id),
         )
-        conn.execute(
-            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ?"
-            " AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, ns, keep),
+    if cur.rowcount == 0:
+        return False
+    # the run never touched the thread's recorded state
+    found = conn.execute("SELECT interrupts FROM gd_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+    if found is not None:
+        interrupts = serde.loads(found[0]) if found[0] is not None else None
+        _update_thread(
+            conn, thread_id, status="interrupted" if interrupts else "idle", returning=False
         )
+    return True

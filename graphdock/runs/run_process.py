@@ -1,0 +1,134 @@
+"""A run process: executes the runs the server process hands it (see :mod:`.processes`).
+
+Started by the server process as ``python -m graphdock.runs.run_process <fd> <log level>``, with the
+server's settings in the environment and one end of a socket pair at file descriptor
+``fd``. It loads the same graphs, opens the same SQLite file (its own connection: its
+checkpoints, store items and run rows are committed as the server's are), sends each run's
+events back over the socket, and stops the runs it is executing (leaving them pending, as
+a server shutting down does) when the server asks it to stop or goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Callable
+
+from graphdock import serde
+from graphdock.backends.base import CancelAction
+from graphdock.backends.cancels import CancelSignals
+from graphdock.runs import processes as wire
+
+
+class RemoteEvents:
+    """The executor's event log in a run process: events go to the server's log over the
+    socket; cancel signals come from it."""
+
+    def __init__(self, channel: wire.FrameProtocol) -> None:
+        self._channel = channel
+        self.cancels = CancelSignals()  # fed by the server's cancel frames
+
+    async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
+        self._channel.write(wire.frame(wire.OPEN, serde.dumps([run_id, thread_id, resumable])))
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        name = event.encode()
+        self._channel.write(
+            wire.frame(wire.PUBLISH, wire.run_id_bytes(run_id) + bytes((len(name),)) + name + data)
+        )
+        if self._channel.paused:
+            await self._channel.drain()  # the server reads slower than the graph writes
+
+    async def close(self, run_id: str) -> None:
+        self._channel.write(wire.frame(wire.CLOSE, wire.run_id_bytes(run_id)))
+
+    async def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
+        return self.cancels.listen(run_id, callback)
+
+    async def release_cancel(self, run_id: str) -> None:
+        self.cancels.release(run_id)
+
+
+async def serve(fd: int) -> None:
+    from graphdock.backends import open_backend
+    from graphdock.config import Settings
+    from graphdock.hosting import Hosting, load_graphs
+    from graphdock.runs.executor import Executor
+    from graphdock.process import tune_gc
+
+    settings = Settings.from_json(os.environ[wire.SETTINGS_ENV])
+    settings.config.apply_env()
+    graphs = load_graphs(settings.config)
+    async with open_backend(settings, "run-process") as backend:
+        storage, saver, store = backend.storage, backend.checkpointer, backend.store
+        hosting = Hosting(graphs, store=store, checkpointer=saver, topology=settings.topology_check)  # type: ignore[arg-type]
+        tasks: dict[str, asyncio.Task[None]] = {}
+        stop = asyncio.Event()
+
+        def on_frame(kind: int, body: bytes) -> None:
+            if kind == wire.RUN:
+                run_id, _ = wire.split_run_id(body, 1)
+                tasks[run_id] = asyncio.create_task(execute(run_id, body[:1] == b"1"))
+            elif kind == wire.CANCEL:
+                run_id, _ = wire.split_run_id(body, 1)
+                if run_id in tasks:
+                    events.cancels.request(run_id, "rollback" if body[:1] == b"r" else "interrupt")
+            elif kind == wire.TOPOLOGY:
+                wire.observe_topology(hosting.topology, body)
+            elif kind == wire.STOP:
+                stop.set()
+
+        channel = await wire.connect(socket.socket(fileno=fd), on_frame, stop.set)
+        hosting.topology.listener = lambda graph_id, access_context, topology: channel.write(
+            wire.topology_frame(graph_id, access_context, topology)
+        )
+        events = RemoteEvents(channel)
+        executor = Executor(
+            storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts  # type: ignore[arg-type]
+        )
+
+        async def execute(run_id: str, claimed: bool) -> None:
+            try:
+                row = await storage.get_run(run_id) if claimed else None
+                if claimed and row is None:
+                    await events.close(run_id)  # deleted meanwhile: nothing to execute
+                else:
+                    await executor.execute(run_id, row)
+            except asyncio.CancelledError:
+                await storage.release_run(run_id)  # stopping: pending for the next start
+            except Exception:
+                logging.getLogger("graphdock.runs").exception("run process failed on run %s", run_id)
+            finally:
+                tasks.pop(run_id, None)
+                channel.write(wire.frame(wire.DONE, wire.run_id_bytes(run_id)))
+
+        tune_gc()
+        channel.write(wire.frame(wire.READY, str(os.getpid()).encode()))
+        await stop.wait()  # the server asked, or went away
+        running = list(tasks.values())
+        for task in running:
+            task.cancel()  # each run is handed back, pending, to be retried
+        await asyncio.gather(*running, return_exceptions=True)
+        await channel.drain()
+        channel.close()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server process decides when to stop
+    level = sys.argv[2] if len(sys.argv) > 2 else "WARNING"  # the server's log level
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    fd = int(sys.argv[1])
+    try:
+        import uvloop
+
+        uvloop.run(serve(fd))
+    except ImportError:
+        asyncio.run(serve(fd))
+
+
+if __name__ == "__main__":
+    main()
