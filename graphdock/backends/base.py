@@ -390,9 +390,9 @@ class EventLog(ABC):
     async def on_cancel(
         self, run_id: str, callback: Callable[[CancelAction], None]
     ) -> list[CancelAction]:
-        """Call ``callback(action)`` (on this process's event loop) at each cancel request
-        for ``run_id`` from now on; returns the actions requested before, a list that the
-        adapter keeps appending later requests to."""
+        """Call ``callback(action)`` (on this process's event loop) for each cancel request
+        for ``run_id``: at once for those already made, then at each later one; returns the
+        list of actions requested, which the adapter keeps appending later requests to."""
 
     @abstractmethod
     async def release_cancel(self, run_id: str) -> None:
@@ -425,8 +425,9 @@ class Queue(ABC):
     """Dispatch of pending runs to the processes that execute them.
 
     At most one run executes per thread across the deployment, pending runs of a thread
-    start in ``created_at`` order, and a run created with ``after_seconds`` is not started
-    before its ``created_at``. A process that executes runs holds a lease on each run it
+    start in ``created_at`` order (the embedded queue, the only writer of its file, is told
+    of runs in that order: it starts them in the order it is told), and a run created with
+    ``after_seconds`` is not started before its ``created_at``. A process that executes runs holds a lease on each run it
     claimed and renews it; a run whose lease expired (its process died) becomes claimable
     again, and its next claim counts another attempt.
     """

@@ -842,6 +842,10 @@ def _claim_run(conn: Conn, run_id: str) -> Row | None:
     row = _one(conn, "SELECT * FROM gd_runs WHERE run_id = ?", (run_id,))
     if row is None or row["status"] != "pending":
         return None
+    if conn.execute(
+        "SELECT 1 FROM gd_runs WHERE thread_id = ? AND status = 'running' LIMIT 1", (row["thread_id"],)
+    ).fetchone():
+        return None  # one running run per thread (the queue never asks for a second)
     now = serde.now_iso()
     conn.execute(
         "UPDATE gd_runs SET status = 'running', attempt = attempt + 1, updated_at = ? WHERE run_id = ?",

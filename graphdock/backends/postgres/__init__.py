@@ -1,0 +1,113 @@
+"""The PostgreSQL backend: graphdock's rows, the run queue, langgraph's checkpointer and
+store, all on one database and one connection pool.
+
+:func:`open_postgres` is what :func:`graphdock.backends.open_backend` uses when a
+``database_uri`` is configured (run events and cancel signals are Redis's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, cast
+
+import psycopg
+from langgraph.store.base import TTLConfig
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from graphdock.backends.postgres.checkpoint import AsyncPostgresStore, PostgresSaver
+from graphdock.backends.postgres.database import (
+    CONNECT_TIMEOUT,
+    configure_connection,
+    connect,
+    describe,
+    migrate,
+    reason,
+    with_timeout,
+)
+from graphdock.backends.postgres.queue import PostgresQueue
+from graphdock.backends.postgres.storage import PostgresStorage
+from graphdock.config import ConfigError
+
+__all__ = ["open_postgres", "PostgresStorage", "PostgresQueue", "PostgresSaver", "pool_size"]
+
+#: connections beyond one per executing run: API requests, the queue, the store's sweeper
+API_CONNECTIONS = 8
+
+
+def pool_size(concurrency: int) -> int:
+    """The pool's largest size for ``concurrency`` runs executing at once."""
+    return max(0, concurrency) + API_CONNECTIONS
+
+
+@asynccontextmanager
+async def open_postgres(
+    uri: str,
+    *,
+    store_ttl: dict[str, Any] | None,
+    concurrency: int,
+    lease_seconds: float,
+) -> AsyncIterator[tuple[PostgresStorage, PostgresQueue, PostgresSaver, AsyncPostgresStore]]:
+    """Open the deployment's database: (storage, queue, saver, store) on one pool.
+
+    Connecting waits at most ~10 s; an unreachable server, an unknown database or
+    refused credentials raise :class:`~graphdock.config.ConfigError` with one line
+    naming the server (never the password), as does a schema that cannot be migrated.
+    The schema (graphdock's, the saver's, the store's) is brought to the newest version
+    first. The store sweeps expired items (``store_ttl``, and items put with a TTL).
+    Everything is closed on exit; the queue is stopped (without grace) if it still runs.
+    """
+    setup_conn = await connect(uri)
+    try:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            uri,
+            min_size=min(2, pool_size(concurrency)),
+            max_size=pool_size(concurrency),
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "row_factory": dict_row,
+                **with_timeout(uri),
+            },
+            configure=configure_connection,
+            open=False,
+            name="graphdock",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {describe(uri)}: no connection within"
+                f" {CONNECT_TIMEOUT} s"
+            ) from exc
+        try:
+            saver = PostgresSaver(pool)
+            ttl = cast(TTLConfig, store_ttl or {"sweep_interval_minutes": 5})
+            store = AsyncPostgresStore(pool, ttl=ttl)
+            try:
+                await migrate(setup_conn, saver=saver, store=store)
+            except psycopg.Error as exc:
+                raise ConfigError(
+                    f"cannot migrate the schema in PostgreSQL at {describe(uri)}: {reason(exc)}"
+                ) from exc
+        except BaseException:
+            await pool.close()
+            raise
+    finally:
+        await setup_conn.close()
+    worker_id = str(uuid.uuid4())
+    storage = PostgresStorage(pool, worker_id=worker_id, lease_seconds=lease_seconds)
+    queue = PostgresQueue(
+        pool, uri, concurrency=concurrency, lease_seconds=lease_seconds, worker_id=worker_id
+    )
+    try:
+        await store.start_ttl_sweeper()
+        try:
+            yield storage, queue, saver, store
+        finally:
+            await queue.stop(0.0)
+            await store.stop_ttl_sweeper(timeout=1.0)
+    finally:
+        await pool.close()
