@@ -144,7 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.router.routes.extend(router.routes)
     app.router.routes.sort(key=lambda route: _HOT_PATHS.get(getattr(route, "path", ""), len(_HOT_PATHS)))
 
-    app.add_middleware(RunFastPath)
+    app.add_middleware(RunFastPath, routes=list(app.router.routes))
     app.add_middleware(InternalErrors)
     cors: dict[str, Any] = dict(settings.config.http.get("cors") or {})
     if cors:

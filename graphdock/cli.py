@@ -171,24 +171,21 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return seconds
+def _seconds(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a number of seconds, positive (``zero``: or 0)."""
 
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+        if not (seconds >= 0 if zero else seconds > 0):
+            raise argparse.ArgumentTypeError(
+                "must be a number of seconds, 0 or more" if zero else "must be a positive number of seconds"
+            )
+        return seconds
 
-def _non_negative_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
-    return seconds
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False) -> None:
@@ -218,7 +215,7 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False)
     )
     parser.add_argument(
         "--run-lease-seconds",
-        type=_positive_seconds,
+        type=_seconds(zero=False),
         default=30.0,
         help="PostgreSQL deployments: how long a run stays claimed by a worker that stopped renewing "
         "it (died) before another worker takes it over (default 30)",
@@ -231,7 +228,7 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False)
     )
     parser.add_argument(
         "--shutdown-timeout",
-        type=_non_negative_seconds,
+        type=_seconds(zero=True),
         default=30.0 if worker else 0.0,
         help="on SIGTERM, seconds the runs executing get to finish before they are handed back "
         f"to be executed again (default {30 if worker else 0})",
@@ -245,7 +242,7 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False)
     )
     parser.add_argument(
         "--run-timeout",
-        type=_positive_seconds,
+        type=_seconds(zero=False),
         default=86400.0,
         help="seconds a run may take before it ends with status timeout (default 86400)",
     )

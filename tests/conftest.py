@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -113,19 +113,34 @@ def factory_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Where the session server executes runs: every test that uses it runs once against each.
+# "scaled-out": two API processes (--n-jobs-per-worker 0) and two workers on PostgreSQL +
+# Redis, behind a round-robin proxy (tests/deployment.py).
 PLACEMENTS = {
     "runs-in-server": ["--run-processes", "0"],
     "runs-in-run-process": ["--run-process-policy", "always"],
+    "scaled-out": [],
 }
 
 
 @pytest.fixture(scope="session", params=list(PLACEMENTS))
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, factory_log: Path
-) -> Iterator[ServerProcess]:
+) -> Iterator[Any]:
+    env = {"GRAPHDOCK_FACTORY_LOG": str(factory_log)}
+    if request.param == "scaled-out":
+        from deployment import Deployment
+        from services import require_services
+
+        require_services()
+        deployment = Deployment(tmp_path_factory.mktemp("scaled"), env=env)
+        try:
+            yield deployment.start()
+        finally:
+            deployment.destroy()
+        return
     proc = ServerProcess(
         tmp_path_factory.mktemp("data"),
-        env={"GRAPHDOCK_FACTORY_LOG": str(factory_log)},
+        env=env,
         args=PLACEMENTS[request.param],
     ).start()
     yield proc

@@ -14,48 +14,53 @@ Anything else (a body that is not JSON, fails validation, or comes with another 
 type) is handed to the FastAPI app unchanged, body included, so that every error answer
 is the app's own. Errors raised while answering are mapped by the same function as the
 app's exception handlers (:func:`graphdock.api.errors.error_response`). The routes stay
-in the FastAPI app (and its OpenAPI document) as they are.
+in the FastAPI app (and its OpenAPI document) as they are: the fast path's table is made
+from the app's own routes, those whose endpoint is marked with :func:`fast`.
 """
 
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any, Awaitable, Callable
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
 
-from graphdock import models
 from graphdock.api.errors import error_response
-from graphdock.api.runs import answer_stream, answer_wait
-from graphdock.api.threads import answer_create_thread
 from graphdock.auth import request_auth
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+# (request, parsed body, path parameters, auth) -> response
+Answer = Callable[[Request, Any, dict[str, str], Any], Awaitable[Any]]
 
 
-async def _thread_create(request: Request, body: Any, match: re.Match[str], auth: Any) -> Any:
-    return await answer_create_thread(request, body, auth)
+def fast(answer: Answer) -> Callable[[Any], Any]:
+    """Mark a FastAPI route's endpoint as answered by ``answer`` on the fast path too (its
+    ``body`` parameter's model validates the request)."""
+
+    def mark(endpoint: Any) -> Any:
+        endpoint.fast_answer = answer
+        return endpoint
+
+    return mark
 
 
-async def _run_wait(request: Request, body: Any, match: re.Match[str], auth: Any) -> Any:
-    return await answer_wait(request, body, match.groupdict().get("thread_id"), auth)
+FastRoute = tuple[re.Pattern[str], type[BaseModel], Answer]
 
 
-async def _run_stream(request: Request, body: Any, match: re.Match[str], auth: Any) -> Any:
-    return await answer_stream(request, body, match.groupdict().get("thread_id"), auth)
-
-
-# (path, request model, answer): every one a POST with a JSON body
-_ROUTES: list[tuple[re.Pattern[str], type[BaseModel], Callable[..., Awaitable[Any]]]] = [
-    (re.compile(r"^/runs/wait$"), models.RunCreate, _run_wait),
-    (re.compile(r"^/threads/(?P<thread_id>[^/]+)/runs/wait$"), models.RunCreate, _run_wait),
-    (re.compile(r"^/runs/stream$"), models.RunCreate, _run_stream),
-    (re.compile(r"^/threads/(?P<thread_id>[^/]+)/runs/stream$"), models.RunCreate, _run_stream),
-    (re.compile(r"^/threads$"), models.ThreadCreate, _thread_create),
-]
+def fast_routes(routes: typing.Iterable[BaseRoute]) -> list[FastRoute]:
+    """The POST routes marked with :func:`fast`, as (path pattern, body model, answer)."""
+    table = []
+    for route in routes:
+        answer = getattr(getattr(route, "endpoint", None), "fast_answer", None)
+        if isinstance(route, Route) and answer is not None and "POST" in (route.methods or ()):
+            model = typing.get_type_hints(route.endpoint)["body"]
+            table.append((route.path_regex, model, answer))
+    return table
 
 
 def _json_body(scope: Scope) -> bool:
@@ -65,28 +70,29 @@ def _json_body(scope: Scope) -> bool:
     return False
 
 
-def _route(scope: Scope) -> tuple[re.Match[str], type[BaseModel], Callable[..., Awaitable[Any]]] | None:
-    if scope["type"] != "http" or scope["method"] != "POST" or not _json_body(scope):
-        return None
-    path = scope["path"]
-    root = scope.get("root_path") or ""
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    for pattern, model, answer in _ROUTES:
-        match = pattern.match(path)
-        if match is not None:
-            return match, model, answer
-    return None
-
-
 class RunFastPath:
-    """ASGI middleware: the requests of :data:`_ROUTES`, answered directly."""
+    """ASGI middleware: the requests of the app's routes marked with :func:`fast`,
+    answered directly."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: typing.Iterable[BaseRoute] = ()) -> None:
         self.app = app
+        self.routes = fast_routes(routes)
+
+    def _route(self, scope: Scope) -> tuple[re.Match[str], type[BaseModel], Answer] | None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _json_body(scope):
+            return None
+        path = scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        for pattern, model, answer in self.routes:
+            match = pattern.match(path)
+            if match is not None:
+                return match, model, answer
+        return None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        route = _route(scope)
+        route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -101,7 +107,7 @@ class RunFastPath:
             return
         request = Request(scope, receive)
         try:
-            response = await answer(request, parsed, match, await request_auth(request))
+            response = await answer(request, parsed, match.groupdict(), await request_auth(request))
         except Exception as exc:
             response = error_response(exc)
             if response is None:

@@ -19,6 +19,7 @@ from graphdock.api.common import (
     select_fields,
     server,
 )
+from graphdock.api.fastpath import fast
 from graphdock.api.sse import HEARTBEAT, LastChunk, RunResponse, frame, sse_response, with_ticks
 from graphdock.auth import AuthContext, request_auth
 from graphdock.backends.base import Event, parse_event_id
@@ -270,6 +271,7 @@ async def answer_stream(
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run on a thread and stream it")
+@fast(lambda request, body, params, auth: answer_stream(request, body, params["thread_id"], auth))
 async def stream_thread_run(
     thread_id: str, body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
@@ -277,6 +279,7 @@ async def stream_thread_run(
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream it")
+@fast(lambda request, body, params, auth: answer_stream(request, body, None, auth))
 async def stream_stateless_run(
     body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
@@ -309,6 +312,7 @@ async def answer_wait(
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create a run on a thread and wait for its output")
+@fast(lambda request, body, params, auth: answer_wait(request, body, params["thread_id"], auth))
 async def wait_thread_run(
     thread_id: str, body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:
@@ -316,6 +320,7 @@ async def wait_thread_run(
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
+@fast(lambda request, body, params, auth: answer_wait(request, body, None, auth))
 async def wait_stateless_run(
     body: models.RunCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> StreamingResponse:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from graphdock import models
+from graphdock.api.fastpath import fast
 from graphdock.api.common import JSONResponse, paginated, parse_bool, select_fields, server
 from graphdock.auth import AuthContext, request_auth
 from graphdock.errors import NotFound, Unprocessable
@@ -34,6 +35,7 @@ async def answer_create_thread(request: Request, body: models.ThreadCreate, auth
 
 
 @router.post("", summary="Create a thread")
+@fast(lambda request, body, params, auth: answer_create_thread(request, body, auth))
 async def create_thread(
     body: models.ThreadCreate, request: Request, auth: AuthContext = Depends(request_auth)
 ) -> JSONResponse:
