@@ -106,6 +106,44 @@ class ServerProcess:
             return ""
 
 
+# The backends a test's own servers run on (see make_server).
+BACKENDS = ["embedded", "scaled-out"]
+
+
+def make_server(
+    kind: str,
+    data_dir: Path,
+    *,
+    config: Path = CONFIG,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> Any:
+    """A server on ``kind``: a ``ServerProcess`` (embedded SQLite), or a scaled-out
+    ``Deployment`` (two API processes and two workers on PostgreSQL + Redis, whose
+    database is the data directory's: a new deployment on the same directory is a
+    restart). ``--n-jobs-per-worker`` goes to the workers of a deployment."""
+    if kind == "embedded":
+        return ServerProcess(data_dir, config=config, env=env, args=args)
+    from deployment import Deployment
+    from services import require_services
+
+    require_services()
+    args, worker_args = list(args or []), []
+    if "--n-jobs-per-worker" in args:
+        at = args.index("--n-jobs-per-worker")
+        worker_args, args[at : at + 2] = args[at : at + 2], []
+    return Deployment(data_dir, config=config, env=env, args=args, worker_args=worker_args)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_deployments() -> Iterator[None]:
+    """Drop the databases and Redis keys of every deployment the session made."""
+    yield
+    from deployment import remove_all
+
+    remove_all()
+
+
 @pytest.fixture(scope="session")
 def factory_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The file the test graph factories append their calls to (JSON lines)."""

@@ -26,6 +26,18 @@ from services import create_database, delete_redis_prefix, drop_database, redis_
 
 REDIS_URI = "redis://127.0.0.1:6379/0"
 
+# data directory -> (database name, database URI, Redis prefix): a deployment started
+# again on the same directory finds its data (a restart)
+_STORES: dict[Path, tuple[str, str, str]] = {}
+
+
+def remove_all() -> None:
+    """Drop every database and Redis prefix a deployment of this session made."""
+    for name, _, prefix in _STORES.values():
+        drop_database(name)
+        delete_redis_prefix(prefix)
+    _STORES.clear()
+
 
 class RoundRobinProxy:
     """A TCP proxy on a free port of 127.0.0.1, run on a thread of its own: each accepted
@@ -83,7 +95,10 @@ class RoundRobinProxy:
                 except RuntimeError:
                     pass
 
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer), return_exceptions=True)
+        try:
+            await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stopping.set)
@@ -137,6 +152,10 @@ class Process:
         if getattr(self, "_log", None):
             self._log.close()
 
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def kill(self) -> None:
         """SIGKILL: the process dies at once, leaving what it held."""
         self.stop(signal.SIGKILL)
@@ -172,7 +191,7 @@ class Deployment:
         self.worker_args = worker_args or []
         self.database: str | None = None
         self.database_uri: str | None = None
-        self.prefix = redis_prefix()
+        self.prefix = ""
         self.apis: list[Process] = []
         self.workers: list[Process] = []
         self.proxy: RoundRobinProxy | None = None
@@ -193,7 +212,11 @@ class Deployment:
     def start(self, timeout: float = 90.0) -> "Deployment":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.database is None:
-            self.database, self.database_uri = create_database("gdtest")
+            key = self.data_dir.resolve()
+            if key not in _STORES:
+                name, uri = create_database("gdtest")
+                _STORES[key] = (name, uri, redis_prefix())
+            self.database, self.database_uri, self.prefix = _STORES[key]
         self.apis = [
             Process("serve", [*self._common(), "--n-jobs-per-worker", "0", *self.args], self.env,
                     self.data_dir / f"api-{i}.log")
@@ -213,7 +236,9 @@ class Deployment:
         return self
 
     def new_worker(self, index: int, *, start: bool = False) -> Process:
-        proc = Process("worker", [*self._common(), *self.args, *self.worker_args], self.env,
+        # runs left at a test's end are handed back at once (later arguments win)
+        args = [*self._common(), "--shutdown-timeout", "1", *self.args, *self.worker_args]
+        proc = Process("worker", args, self.env,
                        self.data_dir / f"worker-{index}.log")
         if start:
             proc.start()
@@ -224,16 +249,21 @@ class Deployment:
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
-        for proc in [*self.apis, *self.workers]:
+        procs = [*self.apis, *self.workers]
+        for proc in procs:  # all at once: each may take its shutdown timeout
+            proc.signal(signal.SIGTERM)
+        for proc in procs:
             proc.stop()
+        self.apis, self.workers = [], []
 
     def destroy(self) -> None:
         """Stop everything and remove the deployment's database and Redis keys."""
         self.stop()
-        if self.database is not None:
-            drop_database(self.database)
-            self.database = None
-        delete_redis_prefix(self.prefix)
+        stores = _STORES.pop(self.data_dir.resolve(), None)
+        if stores is not None:
+            drop_database(stores[0])
+            delete_redis_prefix(stores[2])
+        self.database = None
 
     def log(self) -> str:
         return "\n".join(f"--- {p.log_path.name} ---\n{p.log()}" for p in [*self.apis, *self.workers])

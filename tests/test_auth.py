@@ -17,17 +17,20 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from conftest import ROOT, ServerProcess
+from conftest import BACKENDS, ROOT, ServerProcess, make_server
 
 OPEN_ROUTES = {("GET", "/ok"), ("GET", "/info"), ("GET", "/docs"), ("GET", "/openapi.json")}
 ALICE = {"Authorization": "Bearer alice"}
 BOB = {"Authorization": "Bearer bob"}
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def auth_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, Path]]:
     log = tmp_path_factory.mktemp("authlog") / "factory.jsonl"
-    proc = ServerProcess(
+    proc = make_server(
+        request.param,
         tmp_path_factory.mktemp("authdata"),
         config=ROOT / "tests" / "auth" / "langgraph.json",
         env={"GRAPHDOCK_FACTORY_LOG": str(log)},

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
-from conftest import ServerProcess
+from conftest import BACKENDS, ServerProcess, make_server
 
 
 @pytest.fixture
@@ -21,17 +21,25 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
+class Servers(list):  # type: ignore[type-arg]
+    """Every server a test starts, on one backend."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+
+@pytest.fixture(params=BACKENDS)
+def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     """Every server a test starts; all are stopped at the end, whatever happened."""
-    started: list[ServerProcess] = []
+    started = Servers(request.param)
     yield started
     for proc in started:
         proc.stop()
 
 
-def start(servers: list[ServerProcess], data_dir: Path) -> ServerProcess:
-    proc = ServerProcess(data_dir)
+def start(servers: Servers, data_dir: Path) -> ServerProcess:
+    proc = make_server(servers.kind, data_dir)
     servers.append(proc)
     return proc.start()
 

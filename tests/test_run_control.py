@@ -18,7 +18,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 
-from conftest import ServerProcess
+from conftest import BACKENDS, ServerProcess, make_server
 
 NO_RUNS_TO_CANCEL = (
     "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the"
@@ -35,10 +35,13 @@ def hang_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hang") / "hang.log"
 
 
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory, hang_log: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def workers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, hang_log: Path
+) -> Iterator[ServerProcess]:
     """A server with 4 worker slots whose `hang` graph logs its start and cancellation."""
-    proc = ServerProcess(
+    proc = make_server(
+        request.param,
         tmp_path_factory.mktemp("workers"),
         env={"GRAPHDOCK_HANG_LOG": str(hang_log)},
         args=["--n-jobs-per-worker", "4"],

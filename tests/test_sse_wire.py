@@ -10,7 +10,7 @@ import orjson
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 
-from conftest import ServerProcess
+from conftest import BACKENDS, ServerProcess, make_server
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 EVENT_ID = re.compile(rb"^\d+-\d+$")
@@ -234,10 +234,10 @@ def test_sdk_on_run_created_sync(sync_client):
 # -- heartbeats ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("heartbeat"), env={"GRAPHDOCK_HEARTBEAT_SECONDS": "0.2"}
+@pytest.fixture(scope="module", params=BACKENDS)
+def fast_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = make_server(
+        request.param, tmp_path_factory.mktemp("heartbeat"), env={"GRAPHDOCK_HEARTBEAT_SECONDS": "0.2"}
     ).start()
     yield proc
     proc.stop()
