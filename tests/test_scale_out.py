@@ -312,3 +312,35 @@ def test_processes_starting_at_once_on_a_fresh_database_share_one_schema(tmp_pat
                 proc.kill()
         drop_database(name)
         delete_redis_prefix(prefix)
+
+
+async def test_redis_flushed_mid_run_loses_nothing_acknowledged(deployment: Deployment) -> None:
+    """Redis holds nothing that cannot be lost: with every key of the deployment deleted in
+    the middle of a run, the run still ends success with its result in PostgreSQL, and the
+    stream that was open ends (with an error event naming the loss) instead of hanging."""
+    _replace_dead_workers(deployment)
+    client = get_client(url=deployment.api_url(0))
+    tid = (await client.threads.create())["thread_id"]
+    parts: list[Any] = []
+
+    async def stream() -> None:
+        async for part in client.runs.stream(tid, "slow", input={"sleep": 2.0}, stream_mode=["custom", "values"]):
+            parts.append(part)
+
+    task = asyncio.create_task(stream())
+    async with asyncio.timeout(30):
+        while not any(p.event == "custom" for p in parts):
+            await asyncio.sleep(0.05)
+    run_id = next(p.data["run_id"] for p in parts if p.event == "metadata")
+    assert delete_redis_prefix(deployment.prefix) > 0
+    async with asyncio.timeout(60):
+        await task  # ends: normally, or with the loss reported
+        while (await client.runs.get(tid, run_id))["status"] in ("pending", "running"):
+            await asyncio.sleep(0.1)
+    assert (await client.runs.get(tid, run_id))["status"] == "success"
+    values = (await client.threads.get_state(tid))["values"]
+    assert len(values["ends"]) == 1
+    errors = [p.data for p in parts if p.event == "error"]
+    assert all(e.get("error") == "StreamLost" for e in errors), errors
+    # the deployment goes on working
+    assert await client.runs.wait(tid, "slow", input={"sleep": 0.0}) is not None

@@ -201,13 +201,17 @@ class Executor:
 
     async def _give_up(self, run: Row) -> None:
         """End a run whose process was lost on each of its ``max_attempts`` attempts."""
+        message = (
+            f"the run's process was lost on each of its {self.max_attempts} attempts;"
+            " it is not executed again"
+        )
+        logger.error("run %s: %s", run["run_id"], message)
+        await self.fail(run, {"error": "RunAttemptsExhausted", "message": message})
+
+    async def fail(self, run: Row, error: dict[str, Any]) -> None:
+        """End ``run`` in error without executing it: the error event, the run and its
+        thread recorded (a temporary run's thread deleted), the stream closed."""
         run_id = run["run_id"]
-        error = {
-            "error": "RunAttemptsExhausted",
-            "message": f"the run's process was lost on each of its {self.max_attempts} attempts;"
-            " it is not executed again",
-        }
-        logger.error("run %s: %s", run_id, error["message"])
         try:
             await self.events.publish(run_id, "error", serde.dumps(error))
             await self.storage.finish_run(

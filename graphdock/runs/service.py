@@ -123,18 +123,9 @@ class RunsService:
         """A run whose process exited before it ended: recorded as failed (executing it
         again could take the server down with it)."""
         row = await self.storage.get_run(run_id)
-        try:
-            if row is not None and row["status"] in ("pending", "running"):
-                error = {"error": type(exc).__name__, "message": str(exc)}
-                await self.events.publish(run_id, "error", serde.dumps(error))
-                await self.storage.finish_run(
-                    run_id,
-                    "error",
-                    thread_status="error",
-                    error=error,
-                    delete_thread=bool(row["kwargs"].get("temporary")),
-                )
-        finally:
+        if row is not None and row["status"] in ("pending", "running"):
+            await self.executor.fail(row, {"error": type(exc).__name__, "message": str(exc)})
+        else:
             await self.events.close(run_id)
 
     # -- creation ----------------------------------------------------------------

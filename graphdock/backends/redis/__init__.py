@@ -42,6 +42,8 @@ async def open_redis_events(uri: str, *, prefix: str, retention: float) -> Async
             f"invalid Redis URI ({exc}); expected redis://[[user]:password@]host[:port][/db], "
             "rediss://... or unix:///path/to/socket"
         ) from None
+    # replies stay bytes (event data is passed through untouched), whatever the URI says
+    client.connection_pool.connection_kwargs["decode_responses"] = False
     where = _describe(client)
     try:
         await client.ping()

@@ -31,7 +31,7 @@ from graphdock import serde
 from graphdock.backends.base import CancelAction, EventLog, Subscription, parse_event_id
 from graphdock.backends.cancels import CancelSignals
 from graphdock.backends.redis import scripts
-from graphdock.backends.redis.fanout import CancelRequest, EventKey, Fanout, Message, event_key
+from graphdock.backends.redis.fanout import CancelRequest, EventKey, Fanout, Message, event_key, stop_tasks
 from graphdock.backends.redis.subscriptions import PAGE, RunStream, StreamSubscription, ThreadStream
 
 logger = logging.getLogger("graphdock.redis")
@@ -147,7 +147,9 @@ class RedisEventLog(EventLog):
         self._offset_ms = 0.0  # Redis's clock minus this process's
         self._margin_ms = 1.0  # how far off the offset may be
         self._calibrating: asyncio.Task[None] | None = None
-        register = client.register_script
+        def register(script: str) -> Callable[..., Awaitable[Any]]:
+            return _keeping_cancellation(client.register_script(script))
+
         self._open = register(scripts.OPEN)
         self._publish = register(scripts.PUBLISH)
         self._close = register(scripts.CLOSE)
@@ -164,14 +166,7 @@ class RedisEventLog(EventLog):
         self._calibrating = asyncio.create_task(self._calibrate_forever(), name="graphdock-redis-clock")
 
     async def aclose(self) -> None:
-        tasks = [task for task in (self._calibrating, *self._resyncs) if task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_tasks([task for task in (self._calibrating, *self._resyncs) if task is not None])
         self._calibrating = None
         await self.fanout.aclose()
         await self.client.aclose()
@@ -372,8 +367,10 @@ class _CancelWatch:
             self.log._resync(self)
 
     def disconnected(self) -> None:
-        if self.seen is not None:
-            self.stale = True
+        self.stale = True  # requests may be missed until the next read of the list
+
+    def stopped(self) -> None:
+        self.left = True
 
     # -- reading
     def _take(self, number: int, action: str) -> None:
@@ -392,7 +389,8 @@ class _CancelWatch:
             self._take(message.number, message.action)
 
     async def _read(self) -> list[bytes]:
-        return await self.log.client.lrange(self.log.names.cancels(self.run_id), 0, -1)  # type: ignore[no-any-return]
+        lrange = _keeping_cancellation(self.log.client.lrange)
+        return await lrange(self.log.names.cancels(self.run_id), 0, -1)  # type: ignore[no-any-return]
 
     async def sync_first(self) -> None:
         """Subscribe, then take the requests made so far (the first ``on_cancel``)."""
@@ -434,6 +432,26 @@ class _CancelWatch:
         self.log.fanout.remove(self.channel, self)
 
 
+def _keeping_cancellation(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """``call``, except that a cancellation of the calling task during it is never lost.
+
+    redis-py writes each command under ``asyncio.wait_for`` (``socket_timeout``), which on
+    Python 3.11 returns the result instead of raising when the caller is cancelled as the
+    write completes: a client leaving a ``/wait`` (``on_disconnect="cancel"``), or a cancel
+    request stopping a run, would go unnoticed. The task's count of cancel requests tells.
+    """
+
+    async def guarded(*args: Any, **kwargs: Any) -> T:
+        task = asyncio.current_task()
+        before = task.cancelling() if task is not None else 0
+        result = await call(*args, **kwargs)
+        if task is not None and task.cancelling() > before:
+            raise asyncio.CancelledError()
+        return result
+
+    return guarded
+
+
 async def _retrying(call: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
     """``call()`` again after a connection error (for operations that may run twice)."""
     delay = 0.05
@@ -455,4 +473,6 @@ def pubsub_connection_for(client: Redis) -> AbstractConnection:
     kwargs = dict(pool.connection_kwargs)
     kwargs["protocol"] = 2
     kwargs["health_check_interval"] = 0
+    if not kwargs.get("client_name"):
+        kwargs["client_name"] = "graphdock-events"  # in CLIENT LIST
     return pool.connection_class(**kwargs)  # type: ignore[no-any-return]

@@ -6,8 +6,8 @@ subscribed when their first listener arrives and unsubscribed when the last one 
 (a writer task sends the commands, batching what changed meanwhile). A listener learns
 when its channel is confirmed (``subscribed``: every message published from then on
 reaches it), and when the connection is lost (``disconnected``: messages may have been
-missed until the next ``subscribed``). A lost connection is re-opened with backoff and
-every wanted channel subscribed again.
+missed until the next ``subscribed``), and when the fan-out stops (``stopped``). A lost
+connection is re-opened with backoff and every wanted channel subscribed again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Callable, Protocol, Union
+from typing import Any, Callable, Iterable, Protocol, Union
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -93,6 +93,8 @@ class Listener(Protocol):
 
     def disconnected(self) -> None: ...
 
+    def stopped(self) -> None: ...
+
 
 class Fanout:
     """The process's pub/sub connection and the listeners of each channel.
@@ -136,20 +138,18 @@ class Fanout:
             raise RedisTimeoutError(f"no pub/sub connection within {timeout:g}s") from None
 
     async def aclose(self) -> None:
-        """Stop the tasks and close the connection; listeners are told ``disconnected``."""
+        """Stop the tasks and close the connection; listeners are told ``stopped``."""
         self._stopped = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        self._dirty.set()
+        await stop_tasks(self._tasks)
         self._tasks = []
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.disconnect(nowait=True)
             self._lost()
+        for listeners in list(self._listeners.values()):
+            for listener in list(listeners):
+                self._call(listener.stopped)
 
     # -- listeners -----------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class Fanout:
     # -- writer --------------------------------------------------------------------
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._stopped:
             await self._dirty.wait()
             self._dirty.clear()
             conn = self._conn
@@ -190,23 +190,28 @@ class Fanout:
             try:
                 for i in range(0, len(subscribe), self.batch):
                     chunk = subscribe[i : i + self.batch]
+                    if not self._usable(conn):
+                        break
                     for channel in chunk:
                         self._server.add(channel)
                         self._acks_due[channel] = self._acks_due.get(channel, 0) + 1
                     await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
-                    if self._conn is not conn:
-                        break
                 for i in range(0, len(unsubscribe), self.batch):
                     chunk = unsubscribe[i : i + self.batch]
+                    if not self._usable(conn):
+                        break
                     self._server.difference_update(chunk)
                     await conn.send_command("UNSUBSCRIBE", *chunk, check_health=False)
-                    if self._conn is not conn:
-                        break
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 # the reader sees the broken connection too, and opens a new one
                 logger.warning("Redis pub/sub: sending a subscription failed (%s)", exc)
             except Exception:
                 logger.exception("Redis pub/sub: sending a subscription failed")
+
+    def _usable(self, conn: AbstractConnection) -> bool:
+        # checked right before each send: redis-py would silently re-open a closed
+        # connection that nobody reads any more
+        return self._conn is conn and conn.is_connected
 
     # -- reader --------------------------------------------------------------------
 
@@ -251,12 +256,12 @@ class Fanout:
     async def _read(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
         ping_sent: float | None = None
-        while True:
+        while not self._stopped:
             response = await conn.read_response(timeout=self.health_interval)
             if response is None:  # nothing read for a while: is the connection alive?
                 if ping_sent is not None and loop.time() - ping_sent >= self.health_interval:
                     raise RedisTimeoutError("no answer to PING")
-                if ping_sent is None:
+                if ping_sent is None and self._usable(conn):
                     ping_sent = loop.time()
                     await conn.send_command("PING", check_health=False)
                 continue
@@ -289,3 +294,15 @@ class Fanout:
             method(*args)
         except Exception:
             logger.exception("Redis pub/sub: a listener failed")
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they are done (cancelling again a task that went on:
+    on Python 3.11 ``asyncio.wait_for``, used by redis-py's writes, may swallow a
+    cancellation). A task that failed has its error logged."""
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())

@@ -105,6 +105,12 @@ class _Stream(ABC):
             self.need_read = True
             self.pending.clear()  # the next read returns them again
 
+    def stopped(self) -> None:
+        # the event log is closing (the process stops): what is ready is still taken
+        self.done = True
+        self.need_read = False
+        self.wake()
+
     # -- reading
     @abstractmethod
     def apply(self, message: Message) -> None:
