@@ -344,14 +344,8 @@ class PostgresStorage(Storage):
     ) -> Page:
         where, params = self._assistant_where(graph_id, name, metadata, graph_ids, auth_filter)
         column = _ASSISTANT_SORT.get(sort_by, "created_at")
-        direction = "ASC" if sort_order == "asc" else "DESC"
-        rows = await self._all(
-            f"SELECT {ASSISTANT_COLUMNS} FROM gd_assistants WHERE {where}"
-            f' ORDER BY {column} {direction}, assistant_id COLLATE "C" {direction}'
-            " LIMIT %s OFFSET %s",
-            [*params, limit + 1, offset],
-        )
-        return Page(rows[:limit], len(rows) > limit)
+        select = f"SELECT {ASSISTANT_COLUMNS} FROM gd_assistants WHERE {where}"
+        return await self._page(select, params, column, "assistant_id", sort_order, limit, offset)
 
     async def count_assistants(
         self,
@@ -516,11 +510,23 @@ class PostgresStorage(Storage):
     ) -> Page:
         where, params = self._thread_where(ids, metadata, values, status, auth_filter)
         column = _THREAD_SORT.get(sort_by, "updated_at")
+        select = f"SELECT {THREAD_COLUMNS} FROM gd_threads WHERE {where}"
+        return await self._page(select, params, column, "thread_id", sort_order, limit, offset)
+
+    async def _page(
+        self,
+        select: str,
+        params: list[Any],
+        column: str,
+        key: str,
+        sort_order: SortOrder,
+        limit: int,
+        offset: int,
+    ) -> Page:
+        """One page of ``select``, sorted by ``column`` then ``key`` (whitelisted names)."""
         direction = "ASC" if sort_order == "asc" else "DESC"
         rows = await self._all(
-            f"SELECT {THREAD_COLUMNS} FROM gd_threads WHERE {where}"
-            f' ORDER BY {column} {direction}, thread_id COLLATE "C" {direction}'
-            " LIMIT %s OFFSET %s",
+            f'{select} ORDER BY {column} {direction}, {key} COLLATE "C" {direction} LIMIT %s OFFSET %s',
             [*params, limit + 1, offset],
         )
         return Page(rows[:limit], len(rows) > limit)
