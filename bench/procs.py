@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ GRAPHS = Path(__file__).resolve().parent / "graphs"
 CONFIG = GRAPHS / "langgraph.json"
 OFFICIAL_VENV_ENV = "GRAPHDOCK_BENCH_OFFICIAL_VENV"
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def free_port() -> int:
@@ -94,39 +94,66 @@ def resume(pids: list[int]) -> None:
             pass
 
 
-def tree_rss_kb(pid: int) -> int:
-    """Current resident set of the process tree, summed (kB)."""
-    return sum(_status_kb(p, "VmRSS") for p in process_tree(pid))
+def _roots(pid: int | Sequence[int]) -> list[int]:
+    return [pid] if isinstance(pid, int) else list(pid)
 
 
-def tree_hwm_kb(pid: int) -> int:
-    """Sum over the tree of each process's own peak resident set (kB)."""
-    return sum(_status_kb(p, "VmHWM") for p in process_tree(pid))
+def trees(pid: int | Sequence[int]) -> list[int]:
+    """The processes of the trees rooted at ``pid`` (one pid or several), each once."""
+    return list(dict.fromkeys(p for root in _roots(pid) for p in process_tree(root)))
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time consumed so far by the live process tree."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            # fields[0] is state (field 3); utime/stime are fields 14/15
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / _CLK_TCK
+def tree_rss_kb(pid: int | Sequence[int]) -> int:
+    """Current resident set of the process tree(s), summed (kB)."""
+    return sum(_status_kb(p, "VmRSS") for p in trees(pid))
+
+
+def tree_hwm_kb(pid: int | Sequence[int]) -> int:
+    """Sum over the tree(s) of each process's own peak resident set (kB)."""
+    return sum(_status_kb(p, "VmHWM") for p in trees(pid))
+
+
+def process_cpu_ticks(pid: int, *, children: bool = False) -> int:
+    """utime + stime of one process in clock ticks (``children``: plus the CPU of its
+    children that have exited and been waited for); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        # fields[0] is state (field 3); utime/stime are fields 14/15, cutime/cstime 16/17
+        ticks = int(fields[11]) + int(fields[12])
+        if children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_cpu_seconds(pid: int | Sequence[int]) -> float:
+    """User + system CPU time consumed so far by the live process tree(s)."""
+    return sum(process_cpu_ticks(p) for p in trees(pid)) / CLK_TCK
 
 
 class RssSampler:
-    """Samples the summed RSS of a process tree every ``interval`` seconds."""
+    """Samples the summed RSS of one or more process trees every ``interval`` seconds,
+    while :meth:`active` (from the start; the harness stops sampling a server while it
+    is paused, when its RSS cannot change, so that the sampler's own CPU stays out of the
+    other targets' measurements)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.pid = pid
+    def __init__(self, pid: int | Sequence[int], interval: float = 0.05) -> None:
+        self.pids = _roots(pid)
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"rss-{pid}", daemon=True)
+        self._active = threading.Event()
+        self._active.set()
+        self._thread = threading.Thread(target=self._loop, name=f"rss-{self.pids[0]}", daemon=True)
+
+    def active(self, on: bool) -> None:
+        """Sample (True) or not (False) until told otherwise."""
+        if on:
+            self._active.set()
+        else:
+            self._active.clear()
 
     def start(self) -> "RssSampler":
         self._thread.start()
@@ -134,11 +161,13 @@ class RssSampler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._active.set()
         self._thread.join(timeout=2)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), tree_rss_kb(self.pid)))
+            if self._active.is_set():
+                self.samples.append((time.monotonic(), tree_rss_kb(self.pids)))
             self._stop.wait(self.interval)
 
     def peak_kb(self, windows: list[tuple[float, float]]) -> int:
@@ -160,6 +189,31 @@ class RssSampler:
 # -- servers -------------------------------------------------------------------
 
 
+class Target(Protocol):
+    """What the harness drives and measures: one server (:class:`Server`) or a group of
+    processes serving as one (``bench.postgres.Deployment``)."""
+
+    name: str
+    startup_s: float
+    idle_rss_kb: int
+    sampler: "RssSampler | None"
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def start(self, *, timeout: float = 120.0, settle: float = 1.0) -> Any: ...
+
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Server:
     """One HTTP server under test, started as a subprocess in its own session."""
@@ -173,7 +227,9 @@ class Server:
     idle_rss_kb: int = 0
     proc: subprocess.Popen[bytes] | None = None
     sampler: RssSampler | None = None
+    _spawned_at: float = field(default=0.0, init=False, repr=False)
     log_path: Path | None = None
+    health: str = "/ok"  # answers 200 once the server is ready
 
     @property
     def url(self) -> str:
@@ -184,7 +240,26 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The roots of the process trees measured (for one server, its own process)."""
+        return [self.pid]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self, *, timeout: float = 120.0, settle: float = 1.0) -> "Server":
+        """Spawn the server, wait until :attr:`health` answers 200, let it settle for
+        ``settle`` seconds, then take its idle RSS and start sampling."""
+        self.spawn()
+        self.wait_ready(timeout)
+        time.sleep(settle)
+        self.idle_rss_kb = tree_rss_kb(self.pid)
+        self.sampler = RssSampler(self.pid).start()
+        return self
+
+    def spawn(self) -> None:
+        """Start the process (in a session of its own, output to :attr:`log_path`)."""
         assert self.log_path is not None
         log = open(self.log_path, "ab")
         t0 = time.monotonic()
@@ -197,24 +272,26 @@ class Server:
             start_new_session=True,
         )
         log.close()
-        deadline = t0 + timeout
+        self._spawned_at = t0
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll :attr:`health` until it answers 200 (sets :attr:`startup_s`, from the
+        spawn); RuntimeError with the log's tail when the process exits or times out."""
+        assert self.proc is not None
+        deadline = self._spawned_at + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{self.name} did not answer /ok in {timeout:g}s:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} did not answer {self.health} in {timeout:g}s:\n{self.log_tail()}")
             time.sleep(0.05)
-        self.startup_s = time.monotonic() - t0
-        time.sleep(settle)
-        self.idle_rss_kb = tree_rss_kb(self.pid)
-        self.sampler = RssSampler(self.pid).start()
-        return self
+        self.startup_s = time.monotonic() - self._spawned_at
 
     def stop(self) -> None:
         if self.sampler is not None:

@@ -3,7 +3,7 @@
     python bench/profile_summary.py PROFILE.txt [--top 6]
 
 Each sample is attributed to the innermost frame that belongs to a known layer
-(SQLite, graphdock, langgraph/langchain-core, the HTTP stack); samples whose
+(SQLite, PostgreSQL + Redis, graphdock, langgraph/langchain-core, the HTTP stack); samples whose
 stack holds none of them count as the asyncio loop / standard library. Record
 with ``--gil`` to count only samples that hold the GIL (CPU spent in Python).
 """
@@ -21,6 +21,11 @@ _LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "SQLite (graphdock's database layer, langgraph's SQLite saver and store, aiosqlite)",
         ("graphdock/backends/sqlite/", "sqlite/", "aiosqlite/"),
+    ),
+    (
+        "PostgreSQL + Redis (graphdock's adapters, langgraph's PostgreSQL saver and store, psycopg, redis-py)",
+        ("graphdock/backends/postgres/", "graphdock/backends/redis/", "psycopg/", "psycopg_pool/", "redis/",
+         "checkpoint/postgres/", "store/postgres/", "langgraph/checkpoint/postgres/", "langgraph/store/postgres/"),
     ),
     ("graphdock", ("graphdock/", "uuid_utils/")),
     (

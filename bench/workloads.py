@@ -14,6 +14,7 @@ import importlib.util
 import json
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -44,12 +45,22 @@ WORKLOADS: list[Workload] = [
     Workload("c", "stream", "POST /runs/stream, stream_mode values+updates+custom, graph `writer`", "writer"),
     Workload("d", "custom_latency", "stream_writer call -> custom SSE event at the client, graph `writer`", "writer"),
     Workload("e", "ten_nodes_wait", "POST /runs/wait, graph `ten` (10 nodes)", "ten"),
+    Workload(
+        "f", "threaded_stream",
+        "POST /threads + POST /threads/{id}/runs/stream, stream_mode values+updates+custom, graph `writer`", "writer",
+    ),
 ]
+#: the workloads run unless ``--workloads`` says otherwise
+DEFAULT_WORKLOADS = "abcde"
 BY_KEY = {w.key: w for w in WORKLOADS}
 
 
 class WrongAnswer(Exception):
     """The server answered 2xx but not with what the graph produces."""
+
+
+class NotServed(WrongAnswer):
+    """The server has no such route (HTTP 404 or 405 on the workload's request)."""
 
 
 # -- HTTP ----------------------------------------------------------------------
@@ -123,14 +134,15 @@ HTTPClient = RawHTTP | HttpxHTTP
 CLIENTS: dict[str, Callable[[str, float | None], HTTPClient]] = {"raw": RawHTTP, "httpx": HttpxHTTP}
 
 
-def _check_status(status: int, body: bytes) -> None:
+def _check_status(status: int, body: bytes, path: str = "") -> None:
     if status >= 300:
-        raise WrongAnswer(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
+        kind = NotServed if status in (404, 405) else WrongAnswer
+        raise kind(f"HTTP {status}{' on ' + path if path else ''}: {body[:200].decode('utf-8', 'replace')}")
 
 
 async def _post_json(client: HTTPClient, path: str, body: bytes) -> Any:
     status, content = await client.post(path, body)
-    _check_status(status, content)
+    _check_status(status, content, path)
     return json.loads(content)
 
 
@@ -149,7 +161,7 @@ async def _sse(
     buf = b""
     async with client.stream(path, body) as resp:
         if resp.status >= 300:
-            _check_status(resp.status, b"".join([chunk async for chunk in resp.aiter_bytes()]))
+            _check_status(resp.status, b"".join([chunk async for chunk in resp.aiter_bytes()]), path)
         async for chunk in resp.aiter_bytes():
             arrived = time.time()
             buf = (buf + chunk).replace(b"\r\n", b"\n")
@@ -209,7 +221,18 @@ async def http_threaded(client: HTTPClient) -> Sample:
 async def http_stream(client: HTTPClient) -> Sample:
     t0 = time.perf_counter()
     events, first, custom = await _sse(client, "/runs/stream", _STREAM, t0)
-    latency = time.perf_counter() - t0
+    return _stream_sample(events, first, custom, time.perf_counter() - t0)
+
+
+async def http_threaded_stream(client: HTTPClient) -> Sample:
+    t0 = time.perf_counter()
+    thread = await _post_json(client, "/threads", _EMPTY)
+    events, first, custom = await _sse(client, f"/threads/{thread['thread_id']}/runs/stream", _STREAM, t0)
+    return _stream_sample(events, first, custom, time.perf_counter() - t0)
+
+
+def _stream_sample(events: list[tuple[str, Any]], first: float | None, custom: float | None, latency: float) -> Sample:
+    """The sample of a values+updates+custom stream of ``writer``, checked."""
     names = [name for name, _ in events]
     if "custom" not in names or "updates" not in names:
         raise WrongAnswer(f"missing custom/updates events: {names}")
@@ -241,6 +264,7 @@ HTTP_RUNS: dict[str, Callable[[HTTPClient], Awaitable[Sample]]] = {
     "c": http_stream,
     "d": http_custom,
     "e": http_ten,
+    "f": http_threaded_stream,
 }
 
 
@@ -353,7 +377,20 @@ class InProcess:
         return Sample(latency)
 
     def runs(self) -> dict[str, Callable[[], Awaitable[Sample]]]:
-        return {"a": self.stateless, "b": self.threaded, "c": self.stream, "d": self.custom, "e": self.ten}
+        return {
+            "a": self.stateless, "b": self.threaded, "c": self.stream, "d": self.custom, "e": self.ten,
+            "f": self.stream_checkpointed,
+        }
+
+
+@asynccontextmanager
+async def sqlite_saver(path: Path) -> AsyncIterator[Any]:
+    """:func:`open_saver` as a context manager: the saver, its database closed on exit."""
+    saver, database = await open_saver(path)
+    try:
+        yield saver
+    finally:
+        database.close()
 
 
 async def open_saver(path: Path) -> tuple[Any, Any]:

@@ -1,5 +1,6 @@
-"""The benchmark harness runs end to end (``bench/run.py --quick``) and reports sane numbers,
-and its load generator (``bench/http1.py``) speaks HTTP/1.1 correctly.
+"""The benchmark harness runs end to end (``bench/run.py --quick``, on the embedded backend and,
+when PostgreSQL and Redis are reachable, ``--backend postgres``) and reports sane numbers, cleans
+up what it created, and its load generator (``bench/http1.py``) speaks HTTP/1.1 correctly.
 
 Only the shape and sanity of the output are checked; speed is never asserted.
 """
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -23,11 +25,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import http1  # noqa: E402
+from services import ADMIN_URI, REDIS_HOST, REDIS_PORT, delete_redis_prefix, drop_database, require_services  # noqa: E402
 
 
 def quick_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     out = tmp_path / "results.json"
-    env = {k: v for k, v in os.environ.items() if k != "GRAPHDOCK_BENCH_OFFICIAL_VENV"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHDOCK_BENCH_")}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--no-official", "--out", str(out), *args],
         cwd=str(ROOT),
@@ -44,7 +47,7 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     proc, result = quick_run(tmp_path)
     assert "official server: skipped" in proc.stdout
     assert "client raw" in proc.stdout
-    assert "graphdock / official and graphdock / in-process" in proc.stdout
+    assert "graphdock / in-process (throughput" in proc.stdout
 
     assert result["settings"]["quick"] is True
     assert result["settings"]["client"] == "raw"
@@ -79,8 +82,12 @@ def test_quick_run_reports_every_workload(tmp_path: Path) -> None:
     ratios = {q["workload"]: q for q in result["ratios"]}
     assert set(ratios) == set(WORKLOADS)
     for q in ratios.values():
+        assert q["target"] == "graphdock"
         assert q["throughput_vs_inprocess"] > 0
         assert "throughput_vs_official" not in q
+    assert result["settings"]["backend"] == "sqlite"
+    assert result["targets"] == [] and result["not_served"] == []
+    assert all(r["services_cpu_ms_per_run"] is None for r in result["results"])
 
 
 def test_quick_run_with_httpx_client(tmp_path: Path) -> None:
@@ -106,6 +113,135 @@ def test_official_server_runs_at_its_own_default_unless_told(tmp_path: Path) -> 
     flag = told.argv.index("--n-jobs-per-worker")
     assert told.argv[flag + 1] == "4"
 
+
+
+def _leftovers(pid: int) -> tuple[list[str], list[str]]:
+    """The databases and Redis prefixes a harness process ``pid`` made and left behind."""
+    import psycopg
+    import redis
+
+    with psycopg.connect(ADMIN_URI, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"gdbench\\_{pid}\\_%",)
+        ).fetchall()
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        prefixes = {key.decode().split(":", 1)[0] for key in client.scan_iter(match=f"gdbench-{pid}-*", count=500)}
+    finally:
+        client.close()
+    return [r[0] for r in rows], sorted(prefixes)
+
+
+def test_quick_postgres_run_measures_both_deployments_and_drops_what_it_made(tmp_path: Path) -> None:
+    """``--backend postgres``: 1 API + 1 worker and 1 API + 2 workers on databases and Redis
+    prefixes of their own, the in-process runs on graphdock's PostgreSQL checkpointer; every
+    database and key it created is gone afterwards."""
+    require_services()
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHDOCK_BENCH_")}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--backend", "postgres", "--quick", "--no-official",
+         "--no-aegra", "--out", str(out)],
+        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        stdout, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        databases, prefixes = _leftovers(proc.pid)
+        for name in databases:  # never leave them, even when the harness failed
+            drop_database(name)
+        for prefix in prefixes:
+            delete_redis_prefix(prefix)
+    assert proc.returncode == 0, stdout
+    assert (databases, prefixes) == ([], []), "the harness left databases or Redis keys behind"
+    assert "aegra: skipped (--no-aegra)" in stdout
+    result = json.loads(out.read_text())
+
+    settings = result["settings"]
+    assert settings["backend"] == "postgres" and settings["workers"] == [1, 2]
+    assert len(settings["scratch"]["databases"]) == 3  # two deployments + the in-process runs
+    assert all(name.startswith(f"gdbench_{proc.pid}_") for name in settings["scratch"]["databases"])
+    assert all(p.startswith(f"gdbench-{proc.pid}-") for p in settings["scratch"]["redis_prefixes"])
+    assert set(result["servers"]) == {"graphdock-pg-1w", "graphdock-pg-2w"}
+    assert result["servers"]["graphdock-pg-1w"]["processes"] == 2
+    assert result["servers"]["graphdock-pg-2w"]["processes"] == 3
+    assert all(s["alive_at_end"] for s in result["servers"].values())
+    assert result["skipped"]["aegra"] == "--no-aegra"
+    assert result["versions"]["services"]["postgresql"]
+
+    runs = settings["runs"]
+    rows = {(r["workload"], r["target"]): r for r in result["results"]}
+    for key in WORKLOADS + "f":
+        for target in ("graphdock-pg-1w", "graphdock-pg-2w", "in-process"):
+            row = rows[(key, target)]
+            assert row["errors"] == 0, row["error_examples"]
+            assert row["ok"] == runs and row["throughput_rps"] > 0
+            assert row["services_cpu_ms_per_run"] is not None
+            assert set(row["services_cpu_ms_per_run_by_service"]) == {"postgres", "redis"}
+        assert rows[(key, "graphdock-pg-2w")]["peak_rss_mb"] > rows[(key, "graphdock-pg-1w")]["peak_rss_mb"] * 0.5
+    for key in "ac":
+        assert rows[(key, "in-process+postgres")]["ok"] == runs
+    assert not any(target == "in-process+sqlite" for _, target in rows)
+
+    ratios = {(q["workload"], q["target"]): q for q in result["ratios"]}
+    assert ratios[("b", "graphdock-pg-2w")]["throughput_vs_inprocess_durable"] > 0
+    per_target = Counter(t["target"] for t in result["targets"])
+    assert per_target == {"graphdock-pg-1w": 3, "graphdock-pg-2w": 3}
+    vs_aegra = [t for t in result["targets"] if "aegra" in t["check"]]
+    assert all(t["met"] is None and t["values"] == {} for t in vs_aegra)  # no Aegra, nothing compared
+
+
+def test_harness_refuses_to_drop_what_it_did_not_make() -> None:
+    from bench import postgres
+
+    with pytest.raises(ValueError):
+        postgres.drop_database(postgres.ADMIN_URI, "postgres")
+    with pytest.raises(ValueError):
+        postgres.drop_database(postgres.ADMIN_URI, "gdtest_1_0123abcd")
+    with pytest.raises(ValueError):
+        postgres.delete_prefix(postgres.REDIS_URI, "graphdock")
+    assert postgres.database_uri("postgresql://u:p@h:5432/postgres?sslmode=disable", "gdbench_1_0123abcd") == (
+        "postgresql://u:p@h:5432/gdbench_1_0123abcd?sslmode=disable"
+    )
+
+
+def test_aegra_target_is_its_uvicorn_app_on_its_own_database(tmp_path: Path) -> None:
+    """What ``aegra serve`` starts, on the bench graphs' langgraph.json; health on /health."""
+    from bench import postgres
+
+    srv = postgres.aegra_server(
+        tmp_path, tmp_path / "venv", database_uri="postgresql://postgres@127.0.0.1:5432/gdbench_1_0123abcd",
+        env={"SQLALCHEMY_POOL_SIZE": "16"},
+    )
+    assert srv.argv[:4] == [str(tmp_path / "venv" / "bin" / "python"), "-m", "uvicorn", "aegra_api.main:app"]
+    assert srv.argv[srv.argv.index("--port") + 1] == str(srv.port)
+    assert srv.env["DATABASE_URL"].endswith("/gdbench_1_0123abcd")
+    assert Path(srv.env["AEGRA_CONFIG"]).name == "langgraph.json" and Path(srv.env["AEGRA_CONFIG"]).exists()
+    assert srv.env["SQLALCHEMY_POOL_SIZE"] == "16" and srv.health == "/health"
+
+
+def test_targets_compare_each_deployment_with_aegra_where_it_serves() -> None:
+    from bench.report import ratios, targets
+
+    def row(key: str, target: str, rps: float, p99: float) -> dict[str, Any]:
+        return {"workload": key, "name": key, "target": target, "throughput_rps": rps,
+                "latency_ms": {"p50": p99 / 2, "p99": p99}, "custom_event_ms": None, "cpu_ms_per_run": 1.0,
+                "services_cpu_ms_per_run": 1.0, "peak_rss_mb": 100.0}
+
+    rows = [
+        row("a", "graphdock-pg-1w", 400, 40), row("a", "in-process", 2000, 5),
+        row("b", "graphdock-pg-1w", 300, 45), row("b", "aegra", 90, 300), row("b", "in-process", 500, 30),
+    ]
+    q = ratios(rows, "in-process+postgres")
+    checks = {t["check"].split()[1]: t for t in targets(rows, q, 16)}
+    assert checks["3x"]["values"] == {"b": pytest.approx(300 / 90)} and checks["3x"]["met"] is True
+    assert checks["<"]["met"] is True and checks["<"]["values"] == {"a": 40, "b": 45}
+    assert checks["0.5x"]["values"] == {"b": 0.6} and checks["0.5x"]["met"] is True
+    rows[3]["throughput_rps"] = 110  # 2.7x
+    assert targets(rows, ratios(rows, "in-process+postgres"), 16)[0]["met"] is False
 
 
 # -- bench/http1.py against a scripted local server ------------------------------------
