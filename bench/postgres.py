@@ -9,8 +9,10 @@
   measured as one target (CPU and RSS of all its processes together).
 - :func:`aegra_server`: Aegra (``aegra-api``, Apache-2.0) from a virtualenv of its own, on
   a database of its own on the same PostgreSQL.
-- :func:`inprocess_saver`: the checkpointer a graphdock worker uses, langgraph's
-  ``AsyncPostgresSaver`` on graphdock's connection pool, for the in-process targets.
+- :func:`inprocess_saver`: the checkpointer of the in-process targets on graphdock's
+  connection pool: langgraph's ``AsyncPostgresSaver`` as it is (the default), or
+  graphdock's subclass, which a worker uses (no process-wide lock on a pool, relaxed
+  commits inside runs).
 - :func:`services_cpu_seconds`: CPU consumed so far by the PostgreSQL server (postmaster
   and every backend) and the Redis server, which every target here shares.
 """
@@ -313,15 +315,19 @@ def aegra_server(workdir: Path, venv: Path, *, database_uri: str, env: dict[str,
 
 
 @asynccontextmanager
-async def inprocess_saver(uri: str, *, concurrency: int) -> AsyncIterator[Any]:
-    """graphdock's PostgreSQL checkpointer (langgraph's ``AsyncPostgresSaver`` on the pool
-    and schema :func:`graphdock.backends.postgres.open_postgres` sets up for a process
-    executing ``concurrency`` runs at once) on database ``uri``."""
+async def inprocess_saver(uri: str, *, concurrency: int, kind: str = "langgraph") -> AsyncIterator[Any]:
+    """An in-process checkpointer on the pool and schema that
+    :func:`graphdock.backends.postgres.open_postgres` sets up for a process executing
+    ``concurrency`` runs at once, on database ``uri``: ``kind`` ``langgraph`` is
+    langgraph's ``AsyncPostgresSaver`` unchanged on that pool (what an application running
+    its graphs in-process on PostgreSQL uses), ``graphdock`` graphdock's saver."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
     from graphdock.backends.postgres import open_postgres
 
     async with open_postgres(uri, store_ttl=None, concurrency=concurrency, lease_seconds=30.0) as opened:
         _storage, _queue, saver, _store = opened
-        yield saver
+        yield saver if kind == "graphdock" else AsyncPostgresSaver(saver.conn)
 
 
 # -- the shared services' CPU -------------------------------------------------------------

@@ -289,6 +289,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-aegra", action="store_true", help="do not run Aegra even if one is configured")
     parser.add_argument("--aegra-env", default="", help="more environment for Aegra, e.g. 'SQLALCHEMY_POOL_SIZE=16' (default: its defaults)")
     parser.add_argument(
+        "--inprocess-saver", choices=("langgraph", "graphdock"), default="langgraph",
+        help="--backend postgres: the in-process targets' checkpointer: langgraph's"
+        " AsyncPostgresSaver as it is (default) or graphdock's subclass of it",
+    )
+    parser.add_argument(
         "--no-isolate", dest="isolate", action="store_false",
         help="do not pause (SIGSTOP) the other servers while one target is measured",
     )
@@ -386,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                     workdir, aegra_venv, database_uri=scratch.database(), env=args.aegra_env
                 )
             setup = Setup(
-                servers, postgres.inprocess_saver(scratch.database(), concurrency=args.clients), INPROC_PG,
+                servers, postgres.inprocess_saver(
+                    scratch.database(), concurrency=args.clients, kind=args.inprocess_saver
+                ),
+                INPROC_PG,
                 postgres.service_roots(),
             )
             made = {"databases": list(scratch.databases), "redis_prefixes": list(scratch.prefixes)}
@@ -477,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_jobs_per_worker": args.n_jobs, "graphdock_args": args.graphdock_args,
             "official_n_jobs_per_worker": args.official_n_jobs, "workloads": "".join(args.workloads),
             "quick": args.quick, "client": args.client,
-            **({"workers": args.workers, "aegra_env": args.aegra_env, "scratch": made} if args.backend == "postgres" else {}),
+            **({"workers": args.workers, "aegra_env": args.aegra_env, "inprocess_saver": args.inprocess_saver, "scratch": made} if args.backend == "postgres" else {}),
         },
         "workloads": {w.key: {"name": w.name, "description": w.description} for w in WORKLOADS if w.key in args.workloads},
         "servers": server_info,

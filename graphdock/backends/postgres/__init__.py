@@ -20,6 +20,7 @@ from graphdock.backends.postgres.checkpoint import AsyncPostgresStore, PostgresS
 from graphdock.backends.postgres.database import (
     CONNECT_TIMEOUT,
     configure_connection,
+    configure_relaxed,
     connect,
     describe,
     migrate,
@@ -59,17 +60,19 @@ async def open_postgres(
     Everything is closed on exit; the queue is stopped (without grace) if it still runs.
     """
     setup_conn = await connect(uri)
+    pool_kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": 0,
+        "row_factory": dict_row,
+        **with_timeout(uri),
+    }
+    relaxed: AsyncConnectionPool[Any] | None = None
     try:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             uri,
             min_size=min(2, pool_size(concurrency)),
             max_size=pool_size(concurrency),
-            kwargs={
-                "autocommit": True,
-                "prepare_threshold": 0,
-                "row_factory": dict_row,
-                **with_timeout(uri),
-            },
+            kwargs=pool_kwargs,
             configure=configure_connection,
             open=False,
             name="graphdock",
@@ -82,8 +85,20 @@ async def open_postgres(
                 f"cannot connect to PostgreSQL at {describe(uri)}: no connection within"
                 f" {CONNECT_TIMEOUT} s"
             ) from exc
+        # the checkpoint writes of the runs executing here (see RELAXED_COMMIT)
+        if concurrency > 0:
+            relaxed = AsyncConnectionPool(
+                uri,
+                min_size=0,
+                max_size=concurrency + 2,
+                kwargs=pool_kwargs,
+                configure=configure_relaxed,
+                open=False,
+                name="graphdock-runs",
+            )
+            await relaxed.open(wait=False)
         try:
-            saver = PostgresSaver(pool)
+            saver = PostgresSaver(pool, relaxed=relaxed)
             ttl = cast(TTLConfig, store_ttl or {"sweep_interval_minutes": 5})
             store = AsyncPostgresStore(pool, ttl=ttl)
             try:
@@ -94,6 +109,8 @@ async def open_postgres(
                 ) from exc
         except BaseException:
             await pool.close()
+            if relaxed is not None:
+                await relaxed.close()
             raise
     finally:
         await setup_conn.close()
@@ -111,3 +128,5 @@ async def open_postgres(
             await store.stop_ttl_sweeper(timeout=1.0)
     finally:
         await pool.close()
+        if relaxed is not None:
+            await relaxed.close()

@@ -12,12 +12,17 @@ column alone), which is what graphdock's SQLite store guarantees.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
 from graphdock.backends.base import Housekeeping
+from graphdock.backends.postgres.database import RELAXED_COMMIT
 
 __all__ = ["PostgresSaver", "AsyncPostgresStore"]
 
@@ -49,15 +54,18 @@ DELETE FROM checkpoint_blobs
 WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = ANY(%s::text[])
 """
 
-_HEADS = """
-SELECT checkpoint_ns, max(checkpoint_id) AS checkpoint_id FROM checkpoints
-WHERE thread_id = %s GROUP BY checkpoint_ns
-"""
-
-_WRITES_OF = f"""
-SELECT {_WRITE_COLUMNS} FROM checkpoint_writes
-WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s
-ORDER BY task_id, idx
+_HEAD_WRITES = f"""
+WITH heads AS (
+    SELECT checkpoint_ns, max(checkpoint_id) AS checkpoint_id FROM checkpoints
+    WHERE thread_id = %(thread_id)s GROUP BY checkpoint_ns
+    UNION
+    SELECT '', %(checkpoint_id)s::text WHERE %(checkpoint_id)s::text IS NOT NULL
+)
+SELECT h.checkpoint_ns AS head_ns, h.checkpoint_id AS head_id, {", ".join("w." + c for c in _WRITE_COLUMNS.split(", "))}
+FROM heads h LEFT JOIN checkpoint_writes w
+ON w.thread_id = %(thread_id)s AND w.checkpoint_ns = h.checkpoint_ns
+AND w.checkpoint_id = h.checkpoint_id
+ORDER BY h.checkpoint_ns, h.checkpoint_id, w.task_id, w.idx
 """
 
 _CLEAR_WRITES = """
@@ -76,7 +84,37 @@ _KEYS = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", 
 
 class PostgresSaver(AsyncPostgresSaver, Housekeeping):
     """``AsyncPostgresSaver`` on graphdock's pool, with checkpoint housekeeping. Each
-    housekeeping method is one transaction."""
+    housekeeping method is one transaction.
+
+    On a pool, each operation takes a connection of its own, so operations of different
+    runs go on at once: the saver's lock, which serialises every operation of the
+    process (it guards a single shared connection), is not taken then. ``relaxed`` is a
+    pool whose connections commit without waiting for the WAL flush; operations made
+    while :data:`~graphdock.backends.postgres.database.RELAXED_COMMIT` is set (the
+    checkpoint writes of a run a worker executes) use it.
+    """
+
+    def __init__(self, conn: Any, *, relaxed: AsyncConnectionPool[Any] | None = None) -> None:
+        super().__init__(conn)
+        self.relaxed = relaxed
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        pool = self.relaxed if self.relaxed is not None and RELAXED_COMMIT.get() else self.conn
+        async with pool.connection() as conn:
+            if pipeline and self.supports_pipeline:
+                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            elif pipeline:
+                async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``, their
@@ -118,18 +156,19 @@ class PostgresSaver(AsyncPostgresSaver, Housekeeping):
 
     async def ahead_writes(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
         """The pending writes of the thread's latest checkpoint in each namespace (and of
-        root checkpoint ``checkpoint_id``), read in one snapshot."""
+        root checkpoint ``checkpoint_id``), read by one statement (so in one snapshot)."""
+        params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id}
         async with self._cursor(pipeline=False) as cur:
-            async with cur.connection.transaction():
-                await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                await cur.execute(_HEADS, (thread_id,))
-                heads = [(r["checkpoint_ns"], r["checkpoint_id"]) for r in await cur.fetchall()]
-                if checkpoint_id is not None and ("", checkpoint_id) not in heads:
-                    heads.append(("", checkpoint_id))
-                writes: list[tuple[Any, ...]] = []
-                for ns, cid in heads:
-                    await cur.execute(_WRITES_OF, (thread_id, ns, cid))
-                    writes.extend(tuple(row[k] for k in _KEYS) for row in await cur.fetchall())
+            await cur.execute(_HEAD_WRITES, params)
+            rows = await cur.fetchall()
+        heads: list[tuple[str, str]] = []
+        writes: list[tuple[Any, ...]] = []
+        for row in rows:
+            head = (row["head_ns"], row["head_id"])
+            if not heads or heads[-1] != head:
+                heads.append(head)
+            if row["thread_id"] is not None:  # the head has writes
+                writes.append(tuple(row[k] for k in _KEYS))
         return {"thread_id": thread_id, "checkpoints": heads, "writes": writes}
 
     async def arestore_writes(self, thread_id: str, snapshot: Any) -> None:

@@ -5,7 +5,7 @@ One :class:`psycopg_pool.AsyncConnectionPool` (autocommit, ``prepare_threshold=0
 serves graphdock's rows, the queue, the saver and the store.
 
 graphdock's tables start with ``gd_``. Its schema is built by the numbered steps of
-:data:`STEPS`; ``gd_migrations`` records the steps applied. A later graphdock appends a
+:data:`~.schema.STEPS`; ``gd_migrations`` records the steps applied. A later graphdock appends a
 step (never edits one), and a database left by an older graphdock is brought up to date
 at start-up. Set-up (graphdock's steps, then langgraph's ``saver.setup()`` and
 ``store.setup()``) runs while holding one advisory lock, so that processes starting at
@@ -42,101 +42,20 @@ from psycopg.pq import Format
 from psycopg.rows import DictRow, dict_row
 
 from graphdock import serde
+from graphdock.backends.postgres.schema import (  # noqa: F401 (re-exported)
+    ASSISTANT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_READY,
+    STEPS,
+    THREAD_COLUMNS,
+    VERSION_COLUMNS,
+)
 from graphdock.config import ConfigError
-
-#: the channel on which workers are told that a run may have become claimable; the
-#: payload is the run's ``created_at`` (ISO-8601) when known, else empty
-RUN_READY = "gd_run_ready"
 
 #: the advisory lock key (any constant bigint) serialising schema set-up
 SETUP_LOCK = 0x6764_7363_6865_6D61  # "gdschema"
 
 CONNECT_TIMEOUT = 10  # seconds an unreachable server is waited for
-
-ASSISTANT_COLUMNS = (
-    "assistant_id, graph_id, config, context, metadata, name, description, version,"
-    " created_at, updated_at"
-)
-VERSION_COLUMNS = (
-    "assistant_id, version, graph_id, config, context, metadata, name, description, created_at"
-)
-THREAD_COLUMNS = (
-    'thread_id, created_at, updated_at, state_updated_at, metadata, config, status, "values",'
-    " interrupts, error"
-)
-RUN_COLUMNS = (
-    "run_id, thread_id, assistant_id, created_at, updated_at, status, metadata, kwargs,"
-    " multitask_strategy, attempt"
-)
-
-_STEP_1 = """
-CREATE TABLE gd_assistants (
-    assistant_id text PRIMARY KEY,
-    graph_id text NOT NULL,
-    config json NOT NULL,
-    context json NOT NULL,
-    metadata json NOT NULL,
-    name text NOT NULL,
-    description text,
-    version integer NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL
-);
-CREATE INDEX gd_assistants_graph ON gd_assistants (graph_id);
-CREATE INDEX gd_assistants_created ON gd_assistants (created_at);
-CREATE TABLE gd_assistant_versions (
-    assistant_id text NOT NULL,
-    version integer NOT NULL,
-    graph_id text NOT NULL,
-    config json NOT NULL,
-    context json NOT NULL,
-    metadata json NOT NULL,
-    name text NOT NULL,
-    description text,
-    created_at timestamptz NOT NULL,
-    PRIMARY KEY (assistant_id, version)
-);
-CREATE TABLE gd_threads (
-    thread_id text PRIMARY KEY,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    state_updated_at timestamptz NOT NULL,
-    metadata json NOT NULL,
-    config json NOT NULL,
-    status text NOT NULL,
-    "values" json,
-    interrupts json,
-    error json
-);
-CREATE INDEX gd_threads_updated ON gd_threads (updated_at);
-CREATE INDEX gd_threads_created ON gd_threads (created_at);
-CREATE INDEX gd_threads_status ON gd_threads (status);
-CREATE TABLE gd_runs (
-    run_id text PRIMARY KEY,
-    thread_id text NOT NULL,
-    assistant_id text NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    status text NOT NULL,
-    metadata json NOT NULL,
-    kwargs json NOT NULL,
-    multitask_strategy text NOT NULL,
-    attempt integer NOT NULL DEFAULT 0,
-    worker_id text,
-    lease_until timestamptz
-);
-CREATE INDEX gd_runs_thread ON gd_runs (thread_id, created_at);
-CREATE INDEX gd_runs_status ON gd_runs (status, created_at);
-CREATE INDEX gd_runs_pending ON gd_runs (created_at, run_id) WHERE status = 'pending';
-CREATE UNIQUE INDEX gd_runs_one_running ON gd_runs (thread_id) WHERE status = 'running';
-CREATE INDEX gd_runs_held ON gd_runs (worker_id) WHERE status = 'running';
-CREATE INDEX gd_runs_lease ON gd_runs (lease_until) WHERE status = 'running';
-"""
-
-#: graphdock's schema, one step per version (step ``i`` makes version ``i + 1``);
-#: append new steps, never change an applied one
-STEPS: tuple[str, ...] = (_STEP_1,)
-
 
 # -- leases as fencing tokens -------------------------------------------------------
 
@@ -153,6 +72,21 @@ class Lease(NamedTuple):
 #: written only while this lease still holds (a worker whose lease was taken over
 #: cannot overwrite what the new holder records)
 CURRENT_LEASE: ContextVar[Lease | None] = ContextVar("graphdock_pg_lease", default=None)
+
+
+#: set by the queue in the task executing a claimed run whose durability is not
+#: ``sync``: the checkpointer then commits that run's checkpoint writes without waiting
+#: for their WAL flush (``synchronous_commit = off``). Nothing acknowledged depends on
+#: them alone: the run's outcome is committed with a flush afterwards, which makes every
+#: earlier write durable too, and a crash before it loses at most the last checkpoints of
+#: a run that is then executed again from its last durable one.
+RELAXED_COMMIT: ContextVar[bool] = ContextVar("graphdock_pg_relaxed_commit", default=False)
+
+
+async def configure_relaxed(conn: AsyncConnection[Any]) -> None:
+    """:func:`configure_connection`, and commits that do not wait for the WAL flush."""
+    await configure_connection(conn)
+    await conn.execute("SET synchronous_commit = off")
 
 
 def lease_for(run_id: str) -> Lease | None:

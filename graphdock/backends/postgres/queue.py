@@ -3,16 +3,18 @@
 
 A pending run is claimable when its ``created_at`` has come, no run of its thread is
 running, and no older run of its thread is pending; one statement claims the oldest
-claimable run (status ``running``, ``attempt + 1``, this worker's id, a lease of
-``lease_seconds``). At most one running run per thread is also enforced by a partial
-unique index; a claim it refuses is retried.
+claimable runs, as many as this process has free slots (status ``running``,
+``attempt + 1``, this worker's id, a lease of ``lease_seconds``). At most one running
+run per thread is also enforced by a partial unique index; a claim it refuses is
+retried.
 
 A process that executes runs claims while it has free slots: when one frees, when a
-notification arrives on :data:`~graphdock.backends.postgres.database.RUN_READY` (a run
-was created or handed back anywhere), and when the earliest delayed run comes due (one
-loop timer, set from the notification's ``created_at`` or from a query after each
-round). New runs are never looked for by polling. The notifications are received on a
-connection of their own, reconnected when lost (then a claim round catches up).
+notification arrives on :data:`~graphdock.backends.postgres.schema.RUN_READY` (a run
+was written pending anywhere: the storage notifies in the transaction that writes
+it), and when the earliest delayed run comes due (one loop timer, set from the
+notification's ``created_at`` or from a query after each round). New runs are never
+looked for by polling. The notifications are received on a connection of their own,
+reconnected when lost (then a claim round catches up).
 
 Two timers keep leases: every ``lease_seconds / 3`` one statement renews the leases of
 every run this worker holds, and a run executing here whose row now belongs to another
@@ -22,7 +24,9 @@ process died or stalled) are made pending again and the workers notified; the ne
 counts another attempt (the executor fails a run past its maximum).
 
 Each execution runs with :data:`~graphdock.backends.postgres.database.CURRENT_LEASE`
-set, so that the storage writes its outcome only while the lease holds.
+set, so that the storage writes its outcome only while the lease holds, and with
+:data:`~graphdock.backends.postgres.database.RELAXED_COMMIT` unless the run asked for
+``durability="sync"``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from graphdock import serde
 from graphdock.backends.base import Execute, Queue, Row
 from graphdock.backends.postgres.database import (
     CURRENT_LEASE,
+    RELAXED_COMMIT,
     RUN_COLUMNS,
     RUN_READY,
     Lease,
@@ -55,7 +60,7 @@ logger = logging.getLogger("graphdock.queue")
 _CLAIM = f"""
 UPDATE gd_runs SET status = 'running', attempt = attempt + 1, worker_id = %(me)s,
     lease_until = now() + %(lease)s * interval '1 second', updated_at = now()
-WHERE run_id = (
+WHERE run_id = ANY(ARRAY(
     SELECT r.run_id FROM gd_runs r
     WHERE r.status = 'pending' AND r.created_at <= now()
     AND NOT EXISTS (
@@ -64,9 +69,9 @@ WHERE run_id = (
         SELECT 1 FROM gd_runs o WHERE o.thread_id = r.thread_id AND o.status = 'pending'
         AND (o.created_at, o.run_id) < (r.created_at, r.run_id))
     ORDER BY r.created_at, r.run_id
-    LIMIT 1
+    LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
-) AND status = 'pending'
+)) AND status = 'pending'
 RETURNING {RUN_COLUMNS}
 """
 
@@ -193,10 +198,10 @@ class PostgresQueue(Queue):
     # -- the port -------------------------------------------------------------
 
     async def enqueue(self, run: Row) -> None:
-        created = run.get("created_at") or ""
-        async with self.pool.connection() as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", (RUN_READY, created))
-        self._on_ready(created)
+        """The deployment's workers were told when the run was written (the storage
+        notifies in the transaction that writes a run pending); this wakes the claimer of
+        this process without waiting for the notification to come back."""
+        self._on_ready(run.get("created_at") or "")
 
     @property
     def running(self) -> int:
@@ -278,9 +283,10 @@ class PostgresQueue(Queue):
             try:
                 while not self._stopping and len(self._held) < self.concurrency:
                     # shielded: a claim that commits is always started (or handed back)
-                    self._claiming = asyncio.ensure_future(self._claim_one())
-                    if not await asyncio.shield(self._claiming):
-                        break
+                    wanted = self.concurrency - len(self._held)
+                    self._claiming = asyncio.ensure_future(self._claim_some(wanted))
+                    if await asyncio.shield(self._claiming) < wanted:
+                        break  # nothing more is claimable now
                 if self._check_due:
                     self._check_due = False
                     await self._schedule_next_due()
@@ -293,28 +299,33 @@ class PostgresQueue(Queue):
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 self._wanted.set()
 
-    async def _claim_one(self) -> bool:
-        """Claim one run and start executing it; False when none was claimable."""
-        row = await self._claim()
-        if row is None:
-            return False
-        if self._stopping:
-            await self._release(Lease(row["run_id"], self.worker_id, int(row["attempt"])))
-            return False
-        self._spawn(row)
-        return True
+    async def _claim_some(self, n: int) -> int:
+        """Claim up to ``n`` runs and start executing them; returns how many were claimed."""
+        rows = await self._claim(n)
+        for row in rows:
+            if self._stopping:
+                await self._release(Lease(row["run_id"], self.worker_id, int(row["attempt"])))
+            else:
+                self._spawn(row)
+        return len(rows)
 
-    async def _claim(self) -> Row | None:
-        """Claim the oldest claimable run (None: none now)."""
-        params = {"me": self.worker_id, "lease": self.lease_seconds}
+    async def _claim(self, n: int) -> list[Row]:
+        """Claim the ``n`` oldest claimable runs, oldest first (fewer: no more now).
+
+        Runs of one thread are never claimed together (only the oldest pending one of a
+        thread is claimable); when the one-running-run index refuses a claim (a run of
+        that thread started meanwhile), the claim is retried one run at a time."""
+        params = {"me": self.worker_id, "lease": self.lease_seconds, "n": n}
         while True:
             try:
                 async with self.pool.connection() as conn:
                     cur = await conn.execute(_CLAIM, params)
-                    row = await cur.fetchone()
-                return decode(row) if row is not None else None
+                    rows = await cur.fetchall()
+                rows = sorted((decode(r) for r in rows), key=lambda r: (r["created_at"], r["run_id"]))
+                return rows
             except psycopg.errors.UniqueViolation:
-                continue  # a run of that thread started meanwhile: the next candidate
+                params["n"] = 1  # the next candidate, alone
+                continue
 
     async def _schedule_next_due(self) -> None:
         async with self.pool.connection() as conn:
@@ -340,6 +351,8 @@ class PostgresQueue(Queue):
             if previous is not None:
                 await asyncio.wait([previous.task])
             CURRENT_LEASE.set(lease)  # this task's context only
+            kwargs = row.get("kwargs") or {}
+            RELAXED_COMMIT.set(kwargs.get("durability") != "sync")
             assert execute is not None
             await execute(run_id, row)
         except asyncio.CancelledError:

@@ -2,6 +2,9 @@
 
 Every method is one statement or one transaction on a connection of the shared pool,
 committed before it returns; nothing is cached (other processes write the same rows).
+The two writes of every run, ``create_run`` and ``finish_run``, are one call each of a
+server-side function (:mod:`.schema`): one round trip instead of a transaction of four
+to six statements.
 Semantics, error texts and row shapes are those of the SQLite adapter
 (:mod:`graphdock.backends.sqlite.storage`); the differences are what several processes
 need:
@@ -14,9 +17,9 @@ need:
 - a run's status written from the task that executes it under a lease (see
   :data:`~graphdock.backends.postgres.database.CURRENT_LEASE`) is written only while
   that lease holds: a worker that lost a run to another cannot overwrite its outcome;
-- when a write may have made a pending run claimable (a run handed back, cancelled,
-  deleted or finished while others wait on its thread), workers are notified on
-  :data:`~graphdock.backends.postgres.database.RUN_READY` in the same transaction.
+- when a write may have made a pending run claimable (a run created, handed back,
+  cancelled, deleted or finished while others wait on its thread), workers are notified
+  on :data:`~graphdock.backends.postgres.schema.RUN_READY` in the same transaction.
 
 Filters (containment, authorization) run in SQL (:mod:`.filters`); sort columns come
 from a whitelist, text ones in byte order (``COLLATE "C"``, as SQLite sorts).
@@ -78,6 +81,17 @@ _THREAD_SORT = {
 _REJECT_MESSAGE = (
     "Thread is already running a task. Wait for it to finish or choose a"
     " different multitask strategy."
+)
+
+_CREATE_RUN = (
+    "SELECT * FROM gd_create_run(%s::text, %s::text, %s::text, %s::timestamptz,"
+    " %s::timestamptz, %s::text, %s::json, %s::json, %s::text, %s::integer, %s::json,"
+    " %s::json, %s::boolean, %s::boolean, %s::boolean, %s::text, %s::float8, %s::text)"
+)
+_FINISH_RUN = (
+    "SELECT gd_finish_run(%s::text, %s::text, %s::text, %s::integer, %s::boolean,"
+    " %s::timestamptz, %s::text, %s::boolean, %s::json, %s::boolean, %s::json, %s::boolean,"
+    " %s::json) AS outcome"
 )
 
 _INFLIGHT = "SELECT 1 FROM gd_runs WHERE thread_id = %s AND status IN ('pending','running')"
@@ -421,13 +435,15 @@ class PostgresStorage(Storage):
     async def create_thread(
         self, row: Row, *, if_exists: str, auth_filter: Row | None = None
     ) -> tuple[Row, bool]:
-        async with self._transaction() as cur:
-            inserted = await self._insert_thread(cur, row)
-            if inserted is not None:
-                return inserted, True
-            existing = await self._fetch(
-                cur, f"SELECT {THREAD_COLUMNS} FROM gd_threads WHERE thread_id = %s", (row["thread_id"],)
-            )
+        async with self.pool.connection() as conn:
+            # one statement (its own transaction); an existing thread is then read
+            async with conn.cursor() as cur:
+                inserted = await self._insert_thread(cur, row)
+                if inserted is not None:
+                    return inserted, True
+                existing = await self._fetch(
+                    cur, f"SELECT {THREAD_COLUMNS} FROM gd_threads WHERE thread_id = %s", (row["thread_id"],)
+                )
         if existing is not None and not (auth_filter and not auth_match(existing["metadata"], auth_filter)):
             if if_exists == "do_nothing":
                 return existing, False
@@ -619,74 +635,36 @@ class PostgresStorage(Storage):
         multitask_strategy: str,
         start: bool = False,
     ) -> tuple[Row, list[str]]:
-        thread_id = run["thread_id"]
-        lock = "SELECT metadata FROM gd_threads WHERE thread_id = %s FOR UPDATE"
-        async with self._transaction() as cur:
-            existing = await self._fetch(cur, lock, (thread_id,))
-            if existing is None:
-                if if_not_exists != "create":
-                    raise NotFound("Thread or assistant not found.")
-                now = run["created_at"]
-                created = await self._insert_thread(
-                    cur,
-                    {
-                        "thread_id": thread_id,
-                        "created_at": now,
-                        "updated_at": now,
-                        "state_updated_at": now,
-                        "metadata": thread["metadata"],
-                        "config": thread["config"],
-                        "status": "busy",
-                    },
-                )
-                if created is None:  # another process created it meanwhile
-                    existing = await self._fetch(cur, lock, (thread_id,))
-                    if existing is None:  # ... and deleted it since
-                        raise NotFound("Thread or assistant not found.")
-            inflight: list[str] = []
-            if existing is not None:
-                await cur.execute(
-                    "SELECT run_id FROM gd_runs WHERE thread_id = %s"
-                    " AND status IN ('pending','running') ORDER BY created_at, run_id",
-                    (thread_id,),
-                )
-                inflight = [r["run_id"] for r in await cur.fetchall()]
-                if inflight and multitask_strategy == "reject":
-                    raise Conflict(_REJECT_MESSAGE)
-                await cur.execute(
-                    "UPDATE gd_threads SET status = 'busy', metadata = %s::json, config = %s::json,"
-                    " updated_at = %s WHERE thread_id = %s",
-                    (
-                        js({**existing["metadata"], **thread["metadata"]}),
-                        js(thread["config"]),
-                        ts(run["created_at"]),
-                        thread_id,
-                    ),
-                )
-            started = start and not inflight
-            row = await self._fetch(
-                cur,
-                f"INSERT INTO gd_runs ({RUN_COLUMNS}, worker_id, lease_until)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s::json, %s, %s, %s,"
-                f" CASE WHEN %s THEN {_LEASE} END) RETURNING {RUN_COLUMNS}",
-                (
-                    run["run_id"],
-                    thread_id,
-                    run["assistant_id"],
-                    ts(run["created_at"]),
-                    ts(run["updated_at"]),
-                    "running" if started else run["status"],
-                    js(run["metadata"]),
-                    js(run["kwargs"]),
-                    run["multitask_strategy"],
-                    1 if started else run["attempt"],
-                    self.worker_id if started else None,
-                    started,
-                    self.lease_seconds,
-                ),
-            )
-            assert row is not None
-            return row, inflight
+        """See :meth:`Storage.create_run`: one call of ``gd_create_run`` (:mod:`.schema`),
+        which also announces a run written pending to the workers."""
+        row = await self._one(_CREATE_RUN, (
+            run["run_id"],
+            run["thread_id"],
+            run["assistant_id"],
+            ts(run["created_at"]),
+            ts(run["updated_at"]),
+            run["status"],
+            js(run["metadata"]),
+            js(run["kwargs"]),
+            run["multitask_strategy"],
+            run["attempt"],
+            js(thread["metadata"]),
+            js(thread["config"]),
+            if_not_exists == "create",
+            multitask_strategy == "reject",
+            start,
+            self.worker_id,
+            self.lease_seconds,
+            run["created_at"],
+        ))
+        assert row is not None
+        outcome = row.pop("outcome")
+        if outcome == "not_found":
+            raise NotFound("Thread or assistant not found.")
+        if outcome == "conflict":
+            raise Conflict(_REJECT_MESSAGE)
+        inflight = list(row.pop("inflight") or [])
+        return row, inflight
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> Row | None:
         if thread_id is None:
@@ -776,46 +754,27 @@ class PostgresStorage(Storage):
         error: Any = ...,
         delete_thread: bool = False,
     ) -> None:
-        """See :meth:`Storage.finish_run`. From a task holding a lease on the run, nothing
-        is written unless the lease still holds (the run was not taken over)."""
+        """See :meth:`Storage.finish_run`: one call of ``gd_finish_run`` (:mod:`.schema`).
+        From a task holding a lease on the run, nothing is written unless the lease still
+        holds (the run was not taken over)."""
         lease = lease_for(run_id)
-        async with self._transaction() as cur:
-            if lease is None:
-                found = await self._fetch(
-                    cur, "SELECT thread_id FROM gd_runs WHERE run_id = %s FOR UPDATE", (run_id,)
-                )
-            else:
-                found = await self._fetch(
-                    cur,
-                    "SELECT thread_id FROM gd_runs WHERE run_id = %s AND worker_id = %s"
-                    " AND attempt = %s AND status = 'running' FOR UPDATE",
-                    (run_id, lease.worker_id, lease.attempt),
-                )
-                if found is None:
-                    logger.warning("run %s: lease lost, its outcome (%s) is not recorded", run_id, status)
-            if found is None:
-                return
-            thread_id = found["thread_id"]
-            if delete_thread:
-                # the run, its thread and everything on it go together: nothing to record first
-                await cur.execute("SELECT 1 FROM gd_runs WHERE thread_id = %s FOR UPDATE", (thread_id,))
-                await cur.execute("DELETE FROM gd_threads WHERE thread_id = %s", (thread_id,))
-                await cur.execute("DELETE FROM gd_runs WHERE thread_id = %s", (thread_id,))
-                return
-            await cur.execute(
-                "UPDATE gd_runs SET status = %s, updated_at = %s, lease_until = NULL WHERE run_id = %s",
-                (status, serde.now(), run_id),
-            )
-            await self._update_thread(
-                cur,
-                thread_id,
-                values=values,
-                interrupts=interrupts,
-                error=error,
-                status=thread_status,
-                state_updated=values is not ...,
-            )
-            await self._notify_if_pending(cur, thread_id)
+        row = await self._one(_FINISH_RUN, (
+            run_id,
+            status,
+            lease.worker_id if lease is not None else None,
+            lease.attempt if lease is not None else None,
+            delete_thread,
+            serde.now(),
+            thread_status,
+            values is not ...,
+            js_or_null(values) if values is not ... else None,
+            interrupts is not ...,
+            js_or_null(interrupts) if interrupts is not ... else None,
+            error is not ...,
+            js_or_null(error) if error is not ... else None,
+        ))
+        if row is not None and row["outcome"] == "lost":
+            logger.warning("run %s: lease lost, its outcome (%s) is not recorded", run_id, status)
 
     async def release_run(self, run_id: str) -> None:
         """See :meth:`Storage.release_run`: the run is pending and held by nobody (workers
