@@ -489,6 +489,7 @@ async def test_create_run_merges_thread_metadata_and_reports_inflight(backend: B
     thread = await storage.get_thread(tid)
     assert thread is not None
     assert thread["metadata"] == {"a": 1, "b": 2, "c": 3} and thread["status"] == "busy"
+    assert list(thread["metadata"]) == ["a", "b", "c"]  # merged as {**old, **new}
 
     r2, inflight = await storage.create_run(
         run_row(tid, created_at=at(-20)), thread=thread_defaults(), if_not_exists="reject", multitask_strategy="enqueue"
