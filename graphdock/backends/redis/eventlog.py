@@ -6,7 +6,11 @@ A run's log is a Redis stream written and published in one Lua script per event 
 ``"<ms>-<seq>"`` from Redis's clock and one counter, increasing across the deployment.
 Subscribers in any process read a run's stream from their cursor and then follow its
 channel through the process's one pub/sub connection (:class:`Fanout`); a lost
-connection is re-opened and each stream read again from its cursor. A subscriber of a
+connection is re-opened and each stream read again from its cursor. End markers and
+cancel requests also go to one channel each for the whole deployment (:mod:`.hubs`), so
+that a ``/wait`` or an executing run costs no subscription of its own; a log opened here
+needs no read before its end, and the cancel requests made before a run started here
+come with the opening of its log. A subscriber of a
 log that vanished while it was open (Redis flushed, or restarted empty) ends after one
 ``error`` event ``{"error": "StreamLost", ...}``.
 
@@ -32,6 +36,7 @@ from graphdock.backends.base import CancelAction, EventLog, Subscription, parse_
 from graphdock.backends.cancels import CancelSignals
 from graphdock.backends.redis import scripts
 from graphdock.backends.redis.fanout import CancelRequest, EventKey, Fanout, Message, event_key, stop_tasks
+from graphdock.backends.redis.hubs import KEPT_RUNS, cancel_hub, end_hub
 from graphdock.backends.redis.subscriptions import PAGE, RunStream, StreamSubscription, ThreadStream
 
 logger = logging.getLogger("graphdock.redis")
@@ -80,14 +85,16 @@ class Names:
     def run_channel(self, run_id: str) -> bytes:
         return f"{self.run_prefix}{run_id}".encode()
 
-    def end_channel(self, run_id: str) -> bytes:
-        return f"{self.run_prefix}{run_id}:end".encode()
-
     def thread_channel(self, thread_id: str) -> bytes:
         return f"{self.thread_prefix}{thread_id}".encode()
 
-    def cancel_channel(self, run_id: str) -> bytes:
-        return f"{self.run_prefix}{run_id}:cancel".encode()
+    @property
+    def ends_channel(self) -> bytes:
+        return f"{self.prefix}:ends".encode()
+
+    @property
+    def cancels_channel(self) -> bytes:
+        return f"{self.prefix}:cancels".encode()
 
 
 class _Horizon:
@@ -140,6 +147,13 @@ class RedisEventLog(EventLog):
         self._open_ttl_ms = int(OPEN_TTL * 1000)
         self._thread_ttl_ms = int(THREAD_EVENTS_TTL * 1000)
         self.fanout = Fanout(pubsub_connection or (lambda: pubsub_connection_for(client)))
+        # runs whose log this process opened while the ends channel was subscribed, with
+        # the hub's generation then; a run leaves when its end marker arrives
+        self._unended: OrderedDict[str, int] = OrderedDict()
+        # the cancel requests the open script read, while the cancels channel was subscribed
+        self._open_cancels: OrderedDict[str, tuple[int, list[bytes]]] = OrderedDict()
+        self.end_hub = end_hub(self.fanout, self.names.ends_channel, observe=self._ended)
+        self.cancel_hub = cancel_hub(self.fanout, self.names.cancels_channel)
         self._signals = CancelSignals()
         self._watches: dict[str, _CancelWatch] = {}
         self._resyncs: set[asyncio.Task[None]] = set()
@@ -194,12 +208,35 @@ class RedisEventLog(EventLog):
 
     async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
         names = self.names
-        await _retrying(
+        ends = self.end_hub.generation if self.end_hub.confirmed() else None
+        cancels = self.cancel_hub.generation if self.cancel_hub.confirmed() else None
+        reply = await _retrying(
             lambda: self._open(
-                keys=[names.meta(run_id), names.stream(run_id)],
+                keys=[names.meta(run_id), names.stream(run_id), names.cancels(run_id)],
                 args=[run_id, thread_id or "", "1" if resumable else "0", self._open_ttl_ms, names.thread_prefix],
             )
         )
+        if ends is not None:
+            _remember(self._unended, run_id, ends)
+        if cancels is not None:
+            _remember(self._open_cancels, run_id, (cancels, list(reply[1])))
+
+    def _ended(self, run_id: str) -> None:
+        self._unended.pop(run_id, None)
+
+    def unended_here(self, run_id: str) -> bool:
+        """Whether ``run_id``'s log was opened here and its end marker has not been
+        published since (every end marker published since reached this process)."""
+        generation = self._unended.get(run_id)
+        return generation is not None and self.end_hub.confirmed() and self.end_hub.generation == generation
+
+    def cancels_read_at_open(self, run_id: str) -> list[bytes] | None:
+        """The cancel requests of ``run_id`` that opening its log here read, when every
+        request made since reached this process; else None."""
+        kept = self._open_cancels.pop(run_id, None)
+        if kept is None or not self.cancel_hub.confirmed() or self.cancel_hub.generation != kept[0]:
+            return None
+        return kept[1]
 
     async def publish(self, run_id: str, event: str, data: bytes) -> None:
         # not retried: an event must not be appended twice
@@ -222,7 +259,7 @@ class RedisEventLog(EventLog):
                 keys=[names.meta(run_id), names.stream(run_id), names.clock, names.cancels(run_id)],
                 args=[
                     names.run_channel(run_id),
-                    names.end_channel(run_id),
+                    names.ends_channel,
                     names.thread_prefix,
                     names.thread_prefix,
                     run_id,
@@ -293,7 +330,7 @@ class RedisEventLog(EventLog):
         await _retrying(
             lambda: self._request_cancel(
                 keys=[names.cancels(run_id)],
-                args=[names.cancel_channel(run_id), action, self._open_ttl_ms],
+                args=[names.cancels_channel, action, self._open_ttl_ms, run_id],
             )
         )
 
@@ -316,6 +353,7 @@ class RedisEventLog(EventLog):
         self._release(run_id)
 
     def _release(self, run_id: str) -> None:
+        self._open_cancels.pop(run_id, None)
         watch = self._watches.pop(run_id, None)
         if watch is not None:
             watch.leave()
@@ -338,7 +376,6 @@ class _CancelWatch:
     def __init__(self, log: RedisEventLog, run_id: str) -> None:
         self.log = log
         self.run_id = run_id
-        self.channel = log.names.cancel_channel(run_id)
         self.seen: int | None = None  # requests taken; None until the list was read
         self.pending: list[CancelRequest] = []
         self.stale = False
@@ -346,13 +383,13 @@ class _CancelWatch:
         self._confirmed = asyncio.get_running_loop().create_future()
         self._synced = asyncio.Event()
         self._error: BaseException | None = None
-        log.fanout.add(self.channel, self)
-        if log.fanout.confirmed(self.channel):
+        log.cancel_hub.add(run_id, self)
+        if log.cancel_hub.confirmed():
             self.subscribed()
 
     # -- listener
     def message(self, message: Message) -> None:
-        if not isinstance(message, CancelRequest) or self.left:
+        if not isinstance(message, CancelRequest) or message.run_id != self.run_id or self.left:
             return
         if self.seen is None:
             self.pending.append(message)
@@ -399,9 +436,12 @@ class _CancelWatch:
                 await asyncio.wait_for(asyncio.shield(self._confirmed), self.timeout)
             except asyncio.TimeoutError:
                 raise RedisTimeoutError(
-                    f"Redis pub/sub: no confirmation of {self.channel.decode()!r} within {self.timeout:g}s"
+                    f"Redis pub/sub: no confirmation of {self.log.names.cancels_channel.decode()!r}"
+                    f" within {self.timeout:g}s"
                 ) from None
-            actions = await _retrying(self._read)
+            actions = self.log.cancels_read_at_open(self.run_id)
+            if actions is None:
+                actions = await _retrying(self._read)
             if not self.left:
                 self._sync(actions)
         except BaseException as exc:
@@ -429,7 +469,14 @@ class _CancelWatch:
 
     def leave(self) -> None:
         self.left = True
-        self.log.fanout.remove(self.channel, self)
+        self.log.cancel_hub.remove(self.run_id, self)
+
+
+def _remember(kept: "OrderedDict[str, Any]", run_id: str, value: Any) -> None:
+    kept[run_id] = value
+    kept.move_to_end(run_id)
+    if len(kept) > KEPT_RUNS:
+        kept.popitem(last=False)
 
 
 def _keeping_cancellation(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

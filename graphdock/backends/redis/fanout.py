@@ -44,19 +44,32 @@ class Lost:
 
 
 class CancelRequest:
-    """Cancel request number ``number`` (1-based, in the run's list) asking ``action``."""
+    """Cancel request number ``number`` (1-based, in the run's list) of ``run_id``,
+    asking ``action``."""
 
-    __slots__ = ("number", "action")
+    __slots__ = ("number", "action", "run_id")
 
-    def __init__(self, number: int, action: str) -> None:
+    def __init__(self, number: int, action: str, run_id: str) -> None:
         self.number = number
         self.action = action
+        self.run_id = run_id
+
+
+class RunEnded:
+    """On the deployment's ends channel: run ``run_id``'s stream was closed (``end``, its
+    end marker) or its log is gone (``end`` is :data:`LOST`)."""
+
+    __slots__ = ("run_id", "end")
+
+    def __init__(self, run_id: str, end: "End | Lost") -> None:
+        self.run_id = run_id
+        self.end = end
 
 
 LOST = Lost()
 
 #: what a listener is given: an event with its id as a comparable key, or a control message
-Message = Union[tuple[EventKey, Event], End, Lost, CancelRequest]
+Message = Union[tuple[EventKey, Event], End, Lost, CancelRequest, RunEnded]
 
 
 def event_key(event_id: str) -> EventKey:
@@ -78,9 +91,14 @@ def parse(payload: bytes) -> Message:
         return End(event_key(payload[1:].decode()))
     if kind == b"l":
         return LOST
+    if kind == b"X":
+        end_id, _, run_id = payload[1:].partition(b" ")
+        return RunEnded(run_id.decode(), End(event_key(end_id.decode())))
+    if kind == b"L":
+        return RunEnded(payload[1:].decode(), LOST)
     if kind == b"c":
-        number, _, action = payload[1:].partition(b" ")
-        return CancelRequest(int(number), action.decode())
+        number, action, run_id = payload[1:].split(b" ", 2)
+        return CancelRequest(int(number), action.decode(), run_id.decode())
     raise ValueError(f"unknown message {payload[:16]!r}")
 
 

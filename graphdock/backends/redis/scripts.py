@@ -18,10 +18,12 @@ Keys (``p`` is the deployment's prefix)::
 Channels::
 
     p:run:<run>             the run's events and its end marker
-    p:run:<run>:end         only the end marker (for subscribers that read at the end)
     p:thread:<thread>       the events of every run on the thread, thread-level events
                             and each run's ``run_done``
-    p:run:<run>:cancel      cancel requests
+    p:ends                  every run's end marker (for subscribers that read at the end:
+                            a process subscribes once, not once per run)
+    p:cancels               every run's cancel requests (a process executing runs
+                            subscribes once)
 
 Event ids are ``"<ms>-<seq>"``: ``ms`` is the larger of Redis's clock and the last id's
 milliseconds, ``seq`` the next value of one counter, so ids increase across every run
@@ -30,10 +32,13 @@ published inside one script, so every channel carries its messages in id order.
 
 Messages published on the channels (parsed by :func:`graphdock.backends.redis.fanout.parse`)::
 
-    e<id> <len(name)> <name><data>   an event
-    x<id>                            the run's stream is closed (end marker <id>)
-    l                                the run's log is gone (closed while unknown)
-    c<n> <action>                    cancel request number <n> (the list's length after it)
+    e<id> <len(name)> <name><data>   an event (run and thread channels)
+    x<id>                            the run's stream is closed (end marker <id>; run channel)
+    l                                the run's log is gone (closed while unknown; run channel)
+    X<id> <run>                      run <run>'s stream is closed (p:ends)
+    L<run>                           run <run>'s log is gone (p:ends)
+    c<n> <action> <run>              cancel request number <n> of run <run> (the list's
+                                     length after it; p:cancels)
 """
 
 from __future__ import annotations
@@ -69,18 +74,20 @@ local function keep(key, member, now, ttl)
 end
 """
 
-#: KEYS meta, stream; ARGV run_id, thread_id or "", resumable "1"/"0", ttl ms,
-#: thread key prefix. Returns 1 when the log was (re)started, 0 when it was open.
+#: KEYS meta, stream, cancels; ARGV run_id, thread_id or "", resumable "1"/"0", ttl ms,
+#: thread key prefix. Returns {1 when the log was (re)started else 0, the cancel actions
+#: requested so far}.
 OPEN = (
     _CLOCK
     + """
 local ttl = tonumber(ARGV[4])
+local cancels = redis.call('LRANGE', KEYS[3], 0, -1)
 if redis.call('HGET', KEYS[1], 'open') == '1' then
   redis.call('PEXPIRE', KEYS[1], ttl)
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('PEXPIRE', KEYS[2], ttl)
   end
-  return 0
+  return {0, cancels}
 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'open', '1', 'thread', ARGV[2], 'resumable', ARGV[3])
@@ -92,7 +99,7 @@ if ARGV[2] ~= '' then
   end
   keep(ARGV[5] .. ARGV[2] .. set, ARGV[1], now_ms(), ttl)
 end
-return 1
+return {1, cancels}
 """
 )
 
@@ -118,7 +125,7 @@ return {id, m[2] or ''}
 """
 )
 
-#: KEYS meta, stream, clock, cancels; ARGV run channel, end channel, thread channel
+#: KEYS meta, stream, clock, cancels; ARGV run channel, ends channel, thread channel
 #: prefix, thread key prefix, run_id, kept ms (resumable), kept ms (others), run_done data,
 #: kept ms (thread-level events).
 #: Returns 1 when the log was closed now, 0 when it was not open.
@@ -130,7 +137,7 @@ local m = redis.call('HMGET', KEYS[1], 'open', 'thread', 'resumable')
 if m[1] ~= '1' then
   if not m[1] then
     redis.call('PUBLISH', ARGV[1], 'l')
-    redis.call('PUBLISH', ARGV[2], 'l')
+    redis.call('PUBLISH', ARGV[2], 'L' .. ARGV[5])
   end
   return 0
 end
@@ -146,7 +153,7 @@ redis.call('HSET', KEYS[1], 'open', '0')
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PUBLISH', ARGV[1], 'x' .. id)
-redis.call('PUBLISH', ARGV[2], 'x' .. id)
+redis.call('PUBLISH', ARGV[2], 'X' .. id .. ' ' .. ARGV[5])
 local thread = m[2]
 if thread and thread ~= '' then
   local set = ':live'
@@ -176,11 +183,11 @@ return id
 """
 )
 
-#: KEYS cancels; ARGV cancel channel, action, ttl ms. Returns the request's number.
+#: KEYS cancels; ARGV cancels channel, action, ttl ms, run_id. Returns the request's number.
 REQUEST_CANCEL = """
 local n = redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[1], 'c' .. n .. ' ' .. ARGV[2])
+redis.call('PUBLISH', ARGV[1], 'c' .. n .. ' ' .. ARGV[2] .. ' ' .. ARGV[4])
 return n
 """
 

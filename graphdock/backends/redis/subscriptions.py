@@ -17,14 +17,14 @@ import logging
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from graphdock import serde
 from graphdock.backends.base import Event, Subscription
-from graphdock.backends.redis.fanout import End, EventKey, Lost, Message, event_key
+from graphdock.backends.redis.fanout import End, EventKey, Lost, Message, RunEnded, event_key
 
 if TYPE_CHECKING:
     from graphdock.backends.redis.eventlog import RedisEventLog
@@ -60,6 +60,17 @@ def read_entry(entry: Any) -> tuple[EventKey, Event] | End:
     return key, Event(event_id, fields[1].decode(), fields[3])
 
 
+class Source(Protocol):
+    """Where a stream's messages come from: the fan-out (keyed by channel) or a hub of a
+    deployment-wide channel (keyed by run id)."""
+
+    def add(self, key: Any, listener: Any) -> None: ...
+
+    def remove(self, key: Any, listener: Any) -> None: ...
+
+    def confirmed(self, key: Any) -> bool: ...
+
+
 def _settle(future: asyncio.Future[bool], value: bool) -> None:
     if not future.done():
         future.set_result(value)
@@ -70,9 +81,12 @@ class _Stream(ABC):
     cursor (``after``: the last event taken), and the reading of the stream when the
     channel is confirmed and the stream has not been read since."""
 
-    def __init__(self, log: "RedisEventLog", channel: bytes, after: EventKey) -> None:
+    def __init__(
+        self, log: "RedisEventLog", channel: Any, after: EventKey, *, source: "Source | None" = None
+    ) -> None:
         self.log = log
         self.channel = channel
+        self.source: Source = source if source is not None else log.fanout
         self.after = after
         self.ready: deque[Event] = deque()
         self.pending: list[Message] = []  # live messages received while the stream is read
@@ -83,8 +97,8 @@ class _Stream(ABC):
         self.future: asyncio.Future[bool] | None = None
         self.retry_at = 0.0
         self.backoff = 0.0
-        log.fanout.add(channel, self)
-        self.confirmed = log.fanout.confirmed(channel)
+        self.source.add(channel, self)
+        self.confirmed = self.source.confirmed(channel)
 
     # -- listener
     def message(self, message: Message) -> None:
@@ -191,7 +205,7 @@ class _Stream(ABC):
     def leave(self) -> None:
         if not self.left:
             self.left = True
-            self.log.fanout.remove(self.channel, self)
+            self.source.remove(self.channel, self)
             self.wake()
 
 
@@ -199,8 +213,8 @@ class RunStream(_Stream):
     """A run subscriber's state: the run's events after ``after`` until its end marker.
 
     ``fallback``: the cursor to use instead when the run turns out not to be resumable
-    (a ``last_event_id`` replays resumable runs only). ``at_end``: listen to the end
-    channel only and read the stream once it is closed.
+    (a ``last_event_id`` replays resumable runs only). ``at_end``: listen for the end
+    marker only (on the deployment's ends channel) and read the stream once it is closed.
     """
 
     def __init__(
@@ -217,13 +231,26 @@ class RunStream(_Stream):
         self.fallback = fallback
         self.seen = False  # the log existed at a read
         self.closed = False  # at_end: the stream is known to be closed
-        channel = log.names.end_channel(run_id) if at_end else log.names.run_channel(run_id)
-        super().__init__(log, channel, after)
+        if not at_end:
+            super().__init__(log, log.names.run_channel(run_id), after)
+            return
+        # the end marker comes through the deployment's ends channel
+        super().__init__(log, run_id, after, source=log.end_hub)
+        if log.unended_here(run_id):
+            # the log was opened here with every end marker reaching this process since:
+            # until its end marker arrives there is nothing to read
+            self.seen = True
+            self.need_read = False
+            pending, self.pending = self.pending, []
+            for message in pending:
+                self.apply(message)
 
     def available(self) -> bool:
         return bool(self.ready) and (self.done or not self.at_end)
 
     def apply(self, message: Message) -> None:
+        if isinstance(message, RunEnded):
+            message = message.end
         if isinstance(message, tuple):
             if not self.at_end and self.take(*message):
                 self.wake()
