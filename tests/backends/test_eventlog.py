@@ -118,6 +118,32 @@ async def test_at_end_delivers_everything_once_closed(backend: Backend) -> None:
     assert pairs(got) == ITEMS
 
 
+async def _ended_at_end(log: EventLog) -> None:
+    """Open, subscribe at the end of, and close a run of its own: the process then listens
+    for end markers, and every end marker published before this one has reached it."""
+    run_id = new_id()
+    await log.open(run_id, None, resumable=False)
+    sub = log.subscribe(run_id, at_end=True)
+    await log.close(run_id)
+    assert await within(collect(sub)) == []
+
+
+async def test_at_end_subscribers_before_and_after_the_end_of_a_log_opened_here(backend: Backend) -> None:
+    log = events_of(backend)
+    await _ended_at_end(log)
+    run_id = new_id()
+    await log.open(run_id, None, resumable=True)  # kept after its end
+    await publish_all(log, run_id, ITEMS)
+    before = log.subscribe(run_id, at_end=True, from_start=True)
+    await log.close(run_id)
+    # its end marker may not have arrived yet
+    just_after = log.subscribe(run_id, at_end=True, from_start=True)
+    assert pairs(await within(collect(before))) == ITEMS
+    assert pairs(await within(collect(just_after))) == ITEMS
+    await _ended_at_end(log)  # run_id's end marker has arrived by now
+    assert pairs(await within(collect(log.subscribe(run_id, at_end=True, from_start=True)))) == ITEMS
+
+
 async def test_unknown_run_is_a_finished_empty_stream(backend: Backend) -> None:
     log = events_of(backend)
     assert await collect(log.subscribe(new_id())) == []
@@ -367,6 +393,26 @@ async def test_cancel_requested_before_listening(backend: Backend) -> None:
     assert actions == ["interrupt", "rollback"]
     assert callback.calls.count("rollback") == 1
     await log.release_cancel(run_id)
+
+
+async def test_cancel_requested_around_the_opening_of_a_log(backend: Backend) -> None:
+    log = events_of(backend)
+    warm = new_id()  # the process listens for cancel requests already (as a worker does)
+    await log.on_cancel(warm, Recorder())
+    await log.release_cancel(warm)
+    before, between = new_id(), new_id()
+    await log.request_cancel(before, "interrupt")
+    await log.open(before, None, resumable=False)
+    assert await log.on_cancel(before, Recorder()) == ["interrupt"]
+    await log.open(between, None, resumable=False)
+    await log.request_cancel(between, "rollback")
+    callback = Recorder()
+    actions = await log.on_cancel(between, callback)
+    await callback.wait_for("rollback")
+    assert actions == ["rollback"] and callback.calls == ["rollback"]
+    for run_id in (before, between):
+        await log.release_cancel(run_id)
+        await log.close(run_id)
 
 
 async def test_release_cancel_forgets_the_callbacks(backend: Backend) -> None:
