@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 
 from graphdock import __version__
-from graphdock.api import assistants, meta, runs, store, threads
+from graphdock.api import assistants, crons, meta, protocol, runs, store, threads
 from graphdock.api.common import JSONResponse
 from graphdock.api.errors import error_response
 from graphdock.api.fastpath import RunFastPath
@@ -140,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     # per request), the routes every run goes through first: a request is matched against
     # the routes in order. No two routes accept the same request (tests/test_routes.py), so
     # the order changes nothing but the cost of matching.
-    for router in (meta.router, runs.router, threads.router, assistants.router, store.router):
+    for router in (meta.router, runs.router, threads.router, assistants.router, store.router, protocol.router, crons.router):
         app.router.routes.extend(router.routes)
     app.router.routes.sort(key=lambda route: _HOT_PATHS.get(getattr(route, "path", ""), len(_HOT_PATHS)))
 

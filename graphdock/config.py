@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from graphdock.webhooks.policy import WebhookPolicy
+
 
 class ConfigError(Exception):
     """The configuration file cannot be served; the message says what and where."""
@@ -43,6 +45,8 @@ class Config:
     store: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
+    thread_ttl: "ThreadTTLConfig | None" = None
 
     def apply_env(self) -> None:
         """Export ``env`` to the process; variables that are already set win."""
@@ -51,13 +55,56 @@ class Config:
 
     def unsupported(self) -> list[str]:
         """Configuration keys graphdock does not act upon (reported at start-up)."""
-        keys = [k for k in ("checkpointer", "webhooks", "ui", "ui_config", "encryption", "priority") if self.raw.get(k)]
-        keys += [f"http.{k}" for k in self.http if k != "cors"]
+        keys = [k for k in ("ui", "ui_config", "encryption", "priority") if self.raw.get(k)]
+        keys += [f"checkpointer.{k}" for k in (self.raw.get("checkpointer") or {}) if k != "ttl"]
+        keys += [f"http.{k}" for k in self.http if k not in ("cors", "disable_webhooks")]
         return keys
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+
+@dataclass(frozen=True)
+class ThreadTTLConfig:
+    """``checkpointer.ttl``: threads are swept ``default_ttl`` minutes after their last
+    update (``delete``: the thread and its checkpoints; ``keep_latest``: all but the latest
+    checkpoint), by a sweep every ``sweep_interval_minutes`` of at most ``sweep_limit``."""
+
+    strategy: str = "delete"
+    default_ttl: float | None = None
+    sweep_interval_minutes: float = 5.0
+    sweep_limit: int = 10_000
+
+
+def _parse_thread_ttl(checkpointer: Any) -> ThreadTTLConfig | None:
+    if checkpointer is None:
+        return None
+    if not isinstance(checkpointer, dict):
+        raise ConfigError("checkpointer: expected an object")
+    ttl = checkpointer.get("ttl")
+    if ttl is None:
+        return None
+    if not isinstance(ttl, dict):
+        raise ConfigError("checkpointer.ttl: expected an object")
+    known = {"strategy", "default_ttl", "sweep_interval_minutes", "sweep_limit"}
+    unknown = set(ttl) - known
+    if unknown:
+        raise ConfigError(f"checkpointer.ttl.{sorted(unknown)[0]}: unknown key (expected {', '.join(sorted(known))})")
+    strategy = ttl.get("strategy", "delete")
+    if strategy not in ("delete", "keep_latest"):
+        raise ConfigError(f"checkpointer.ttl.strategy: expected 'delete' or 'keep_latest', got {strategy!r}")
+    numbers: dict[str, Any] = {}
+    for key in ("default_ttl", "sweep_interval_minutes"):
+        value = ttl.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(f"checkpointer.ttl.{key}: expected a positive number of minutes, got {value!r}")
+        if value is not None:
+            numbers[key] = float(value)
+    limit = ttl.get("sweep_limit", 10_000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ConfigError(f"checkpointer.ttl.sweep_limit: expected a positive integer, got {limit!r}")
+    return ThreadTTLConfig(strategy=strategy, sweep_limit=limit, **numbers)
 
 
 def _parse_graph(graph_id: str, value: Any) -> GraphSpec:
@@ -133,15 +180,27 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     auth = raw.get("auth")
     if auth is not None and not isinstance(auth, dict):
         raise ConfigError("auth: expected an object")
+    env = _read_env(cfg_path.parent, raw.get("env"))
+    disable_webhooks = http.get("disable_webhooks", False)
+    if not isinstance(disable_webhooks, bool):
+        raise ConfigError("http.disable_webhooks: expected true or false")
+    try:
+        webhooks = WebhookPolicy.from_config(
+            raw.get("webhooks"), disabled=disable_webhooks, env={**env, **os.environ}
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return Config(
         path=cfg_path,
         graphs=graphs,
         dependencies=deps,
-        env=_read_env(cfg_path.parent, raw.get("env")),
+        env=env,
         http=http,
         store=store,
         auth=auth,
         raw=raw,
+        webhooks=webhooks,
+        thread_ttl=_parse_thread_ttl(raw.get("checkpointer")),
     )
 
 

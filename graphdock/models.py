@@ -147,10 +147,11 @@ def _no_state_select(value: Any) -> Any:
     return value
 
 
-def _no_thread_ttl(value: Any) -> Any:
-    if value is not None:
-        raise ValueError("thread TTLs are not supported by this server yet; omit ttl")
-    return value
+class ThreadTTL(Body):
+    """A thread's time to live: swept ``ttl`` minutes after its last update."""
+
+    strategy: Literal["delete", "keep_latest"] = "delete"
+    ttl: float = Field(..., gt=0, description="Minutes after the thread's last update until it is swept.")
 
 
 class ThreadCreate(Body):
@@ -158,16 +159,12 @@ class ThreadCreate(Body):
     metadata: Metadata = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: Optional[list[Superstep]] = None
-    ttl: Optional[Any] = Field(None, description="Not supported yet: any value is rejected.")
-
-    _ttl = field_validator("ttl")(classmethod(lambda cls, v: _no_thread_ttl(v)))
+    ttl: Optional[ThreadTTL] = None
 
 
 class ThreadPatch(Body):
     metadata: Metadata = None
-    ttl: Optional[Any] = Field(None, description="Not supported yet: any value is rejected.")
-
-    _ttl = field_validator("ttl")(classmethod(lambda cls, v: _no_thread_ttl(v)))
+    ttl: Optional[ThreadTTL] = None
 
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -322,13 +319,6 @@ class RunCreate(Body):
                 raise ValueError("command.goto must be a node name, a {node, input} object or a list of them")
         return value
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            raise ValueError("webhooks are not supported by this server yet")
-        return value
-
     @field_validator("feedback_keys")
     @classmethod
     def _feedback(cls, value: Optional[list[str]]) -> Optional[list[str]]:
@@ -378,3 +368,13 @@ class RunsCancel(Body):
     status: Optional[Literal["pending", "running", "all"]] = None
     thread_id: Optional[str] = None
     run_ids: Optional[list[str]] = None
+
+
+class ProtocolEventStream(Body):
+    """``POST /threads/{thread_id}/stream/events``: which events the stream carries and
+    where it starts (the protocol's ``EventStreamRequest``)."""
+
+    channels: list[str] = Field(..., min_length=1)
+    namespaces: Optional[list[list[str]]] = None
+    depth: Optional[int] = Field(None, ge=0)
+    since: Optional[int] = Field(None, ge=0)

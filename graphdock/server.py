@@ -12,7 +12,11 @@ from graphdock.config import Settings
 from graphdock.errors import Forbidden, NotFound
 from graphdock.hosting import Hosting, load_graphs
 from graphdock.process import tune_gc
+from graphdock.crons.scheduler import CronScheduler
 from graphdock.services.assistants import AssistantsService
+from graphdock.services.crons import CronsService
+from graphdock.services.thread_ttl import ThreadTTLs
+from graphdock.webhooks import delivery as webhook_delivery
 from graphdock.services.store import StoreService
 from graphdock.services.threads import ThreadsService
 
@@ -64,8 +68,25 @@ class Server:
             self.threads,
         )
         await self.assistants.register_system_assistants()
+        # webhooks of runs this process executes; deliveries in flight get a moment at stop
+        webhook_delivery.install(config.webhooks)
+        self._stack.push_async_callback(webhook_delivery.drain)
         await self.runs.start()
         self._stack.push_async_callback(self.runs.stop)
+        self.crons = CronsService(
+            self.storage, self.hosting, self.assistants, self.threads, self.runs, self.authorizer
+        )
+        # scaled out, other processes create crons too: they are seen within max_sleep
+        self.scheduler = CronScheduler(
+            self.storage, self.crons.fire, max_sleep=2.0 if settings.database_uri else 60.0
+        )
+        self.crons.on_change = self.scheduler.wake
+        await self.scheduler.start()
+        self._stack.push_async_callback(self.scheduler.stop)
+        self.ttls = ThreadTTLs(self.storage, saver, config.thread_ttl)
+        self.threads.ttls = self.ttls
+        await self.ttls.start()
+        self._stack.push_async_callback(self.ttls.stop)
         tune_gc()
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -160,6 +161,7 @@ class World:
                 f"/threads/{self.busy_thread}/runs", json={"assistant_id": "hang", "input": {}}
             ).json()["run_id"]
             http.put("/store/items", json={"namespace": ["secret"], "key": "k", "value": {"v": "alice"}})
+            self.cron = http.post("/runs/crons", json={"assistant_id": "simple", "schedule": "0 0 1 1 *"}).json()["cron_id"]
 
     def alice_still_has_everything(self) -> None:
         with httpx.Client(base_url=self.base, headers=ALICE, timeout=30) as http:
@@ -172,6 +174,8 @@ class World:
             assert http.get(f"/threads/{self.busy_thread}/runs/{self.busy_run}").json()["status"] in ("pending", "running")
             item = http.get("/store/items", params={"namespace": "secret", "key": "k"}).json()
             assert item["value"] == {"v": "alice"}
+            cron = http.get(f"/runs/crons/{self.cron}").json()
+            assert cron["schedule"] == "0 0 1 1 *" and cron["enabled"] is True and cron["user_id"] == "alice"
 
 
 DENIED = {403, 404, 409}
@@ -231,9 +235,34 @@ def probes(w: World) -> dict[tuple[str, str], Callable[[httpx.Client], None]]:
             assert "alice" not in text and "secret" not in text
         return probe
 
+    def protocol_commands(http: httpx.Client) -> None:
+        """Every protocol command on Alice's thread is refused with an error response that
+        shows nothing of it, and starts nothing on it."""
+        with httpx.Client(base_url=w.base, headers=ALICE) as alice:
+            runs_before = len(alice.get(f"/threads/{t}/runs").json())
+        commands = {
+            "run.start": {"assistant_id": "simple", "input": {"items": ["bob"]}},
+            "input.respond": {"interrupt_id": "x", "namespace": [], "response": "bob"},
+            "input.inject": {"namespace": [], "message": {"role": "user", "content": "bob"}},
+            "state.get": {"namespace": []},
+            "state.listCheckpoints": {},
+            "state.fork": {"checkpoint_id": cp},
+            "agent.getTree": {},
+        }
+        for method, params in commands.items():
+            resp = http.post(f"/threads/{t}/commands", json={"id": 1, "method": method, "params": params})
+            assert resp.status_code == 200 and resp.json()["type"] == "error", f"{method}: {resp.text[:200]}"
+            assert resp.json()["error"] in ("invalid_argument", "permission_denied", "no_such_run"), resp.text
+            assert '"items"' not in resp.text and cp not in resp.text, resp.text
+        with httpx.Client(base_url=w.base, headers=ALICE) as alice:
+            assert len(alice.get(f"/threads/{t}/runs").json()) == runs_before
+
     run_body = {"assistant_id": "simple", "input": {"items": []}}
     own_run_body = {"assistant_id": a, "input": {"items": []}}
     return {
+        ("POST", "/threads/{thread_id}/commands"): protocol_commands,
+        ("POST", "/threads/{thread_id}/stream/events"): denied(
+            "POST", f"/threads/{t}/stream/events", json={"channels": ["values", "lifecycle"]}),
         ("POST", "/assistants"): denied("POST", "/assistants", json={"graph_id": "simple", "assistant_id": a}),
         ("POST", "/assistants/search"): hidden_in_list("POST", "/assistants/search", "assistant_id", a, json={}),
         ("POST", "/assistants/count"): count_excludes("/assistants/count"),
@@ -284,6 +313,14 @@ def probes(w: World) -> dict[tuple[str, str], Callable[[httpx.Client], None]]:
         ("DELETE", "/store/items"): store_probe("DELETE", json={"namespace": ["secret"], "key": "k"}),
         ("POST", "/store/items/search"): store_listing("/store/items/search", {}, "items"),
         ("POST", "/store/namespaces"): store_listing("/store/namespaces", {}, "namespaces"),
+        ("POST", "/runs/crons"): denied("POST", "/runs/crons", json={"assistant_id": a, "schedule": "* * * * *"}),
+        ("POST", "/threads/{thread_id}/runs/crons"): denied(
+            "POST", f"/threads/{t}/runs/crons", json={"assistant_id": "simple", "schedule": "* * * * *"}),
+        ("POST", "/runs/crons/search"): hidden_in_list("POST", "/runs/crons/search", "cron_id", w.cron, json={}),
+        ("POST", "/runs/crons/count"): count_excludes("/runs/crons/count"),
+        ("GET", "/runs/crons/{cron_id}"): denied("GET", f"/runs/crons/{w.cron}"),
+        ("PATCH", "/runs/crons/{cron_id}"): denied("PATCH", f"/runs/crons/{w.cron}", json={"enabled": False}),
+        ("DELETE", "/runs/crons/{cron_id}"): denied("DELETE", f"/runs/crons/{w.cron}"),
     }
 
 
@@ -304,6 +341,54 @@ def test_user_b_cannot_touch_user_a_resources_on_any_route(base):
     world.alice_still_has_everything()
     with httpx.Client(base_url=base, headers=ALICE) as alice:
         alice.post(f"/threads/{world.busy_thread}/runs/{world.busy_run}/cancel")
+
+
+def test_protocol_websocket_refuses_another_users_thread(base):
+    """The WebSocket event stream authorizes like the SSE one: Bob's connection to Alice's
+    thread is closed with 4404, and one without a token with 4401."""
+    from websockets.sync.client import connect
+
+    with httpx.Client(base_url=base, headers=ALICE, timeout=30) as alice:
+        thread = alice.post("/threads", json={}).json()["thread_id"]
+    url = base.replace("http://", "ws://") + f"/threads/{thread}/stream/events"
+    from websockets.exceptions import ConnectionClosed
+
+    for headers, code in ((BOB, 4404), ({}, 4401)):
+        with pytest.raises(ConnectionClosed):
+            with connect(url, additional_headers=headers) as ws:
+                ws.recv(timeout=10)
+        assert ws.close_code == code
+    with connect(url, additional_headers=ALICE) as ws:
+        ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values"]}}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "success"
+    # a socket opened before its thread exists gets nothing once another user creates it
+    future = str(uuid.uuid4())
+    url = base.replace("http://", "ws://") + f"/threads/{future}/stream/events"
+    with pytest.raises(ConnectionClosed):
+        with connect(url, additional_headers=BOB) as ws:
+            ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values", "lifecycle"]}}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "success"
+            with httpx.Client(base_url=base, headers=ALICE, timeout=30) as alice:
+                r = alice.post(f"/threads/{future}/commands", json={
+                    "id": 1, "method": "run.start", "params": {"assistant_id": "simple", "input": {"items": ["secret"]}}})
+                assert r.json()["type"] == "success"
+            while True:
+                assert "secret" not in ws.recv(timeout=10)
+    assert ws.close_code == 4404
+
+
+async def test_protocol_runs_carry_the_user(base):
+    """A thread created lazily by run.start is stamped with its owner; the owner streams it,
+    another user cannot even open its stream."""
+    alice = _client(base, ALICE)
+    async with alice.threads.stream(assistant_id="simple", headers=ALICE) as thread:
+        await thread.run.start(input={"items": []})
+        assert await asyncio.wait_for(thread.output, 30) == {"items": ["a", "b"]}
+    assert (await alice.threads.get(thread.thread_id))["metadata"]["owner"] == "alice"
+    bob = _client(base, BOB)
+    async with bob.threads.stream(thread.thread_id, assistant_id="simple", headers=BOB) as stolen:
+        with pytest.raises(Exception):
+            await asyncio.wait_for(stolen.output, 30)
 
 
 async def test_system_assistants_are_hidden_by_owner_filters_but_runnable(base):

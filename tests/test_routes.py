@@ -35,13 +35,22 @@ def test_every_request_has_exactly_one_route(tmp_path: Path) -> None:
     assert len(routes) > 40
     for route in routes:
         sample = re.sub(r"\{[^}]+\}", SAMPLE_ID, route.path)
-        for method in sorted(route.methods or ()):
+        for method in sorted(getattr(route, "methods", None) or ()):  # WebSocket routes have none
             scope = _scope(method, sample)
             accepting = [other for other in routes if other.matches(scope)[0] == Match.FULL]
             assert accepting == [route], (
                 f"{method} {sample} is accepted by "
                 + ", ".join(f"{sorted(r.methods or ())} {r.path}" for r in accepting)
             )
+
+
+def test_every_websocket_has_exactly_one_route(tmp_path: Path) -> None:
+    routes = _routes(tmp_path)
+    sockets = [route for route in routes if getattr(route, "methods", None) is None]
+    assert [route.path for route in sockets] == ["/threads/{thread_id}/stream/events"]
+    for route in sockets:
+        scope = {**_scope("GET", re.sub(r"\{[^}]+\}", SAMPLE_ID, route.path)), "type": "websocket"}
+        assert [other for other in routes if other.matches(scope)[0] == Match.FULL] == [route]
 
 
 def test_run_routes_come_first(tmp_path: Path) -> None:

@@ -305,7 +305,7 @@ def test_configurable_and_context_together_is_400(http):
 @pytest.mark.parametrize(
     "field, value, needle",
     [
-        ("webhook", "https://example.com/hook", "webhook"),
+        ("webhook", "http://169.254.169.254/latest/meta-data", "webhook"),
         ("feedback_keys", ["score"], "feedback_keys"),
         ("langsmith_tracer", {"project_name": "p"}, "langsmith_tracer"),
         ("no_such_field", 1, "no_such_field"),
@@ -326,10 +326,10 @@ def test_unsupported_or_invalid_fields_are_422(http, field, value, needle):
     assert http.get(f"/threads/{tid}/runs").json() == []
 
 
-def test_webhook_through_the_sdk_is_rejected(sync_client):
+def test_webhook_to_a_metadata_address_through_the_sdk_is_rejected(sync_client):
     tid = sync_client.threads.create()["thread_id"]
     with pytest.raises(httpx.HTTPStatusError) as info:
-        sync_client.runs.create(tid, "simple", input={"items": []}, webhook="https://example.com/h")
+        sync_client.runs.create(tid, "simple", input={"items": []}, webhook="http://169.254.169.254/h")
     assert info.value.response.status_code == 422
     assert "webhook" in info.value.response.json()["detail"]
 

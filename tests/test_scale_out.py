@@ -50,9 +50,12 @@ def _worker_with_pid(dep: Deployment, pid: int) -> Any:
 
 
 def _replace_dead_workers(dep: Deployment) -> None:
+    """Start a new worker in place of each one that exited. It is not waited for: it may
+    claim a run that ends its process before its health endpoint ever answers."""
     for i, proc in enumerate(dep.workers):
         if proc.proc is None or proc.proc.poll() is not None:
-            dep.workers[i] = dep.new_worker(i + 100 + int(time.time()) % 1000, start=True)
+            dep.workers[i] = dep.new_worker(i + 100 + int(time.time()) % 1000)
+            dep.workers[i].start()
 
 
 def test_writes_through_one_api_process_are_read_through_the_other(deployment: Deployment) -> None:

@@ -25,7 +25,7 @@ async def info() -> JSONResponse:
             "langgraph_py_version": langgraph.version.__version__,
             "flags": {
                 "assistants": True,
-                "crons": False,
+                "crons": True,
                 "langsmith": False,
                 "langsmith_tracing_replicas": False,
             },

@@ -1,6 +1,6 @@
 """The ports graphdock's services and run execution depend on.
 
-- :class:`Storage` keeps the rows for assistants, threads and runs (checkpoints and
+- :class:`Storage` keeps the rows for assistants, threads, runs, crons and thread TTLs (checkpoints and
   store items belong to langgraph's own savers and stores);
 - :class:`Queue` dispatches pending runs to the processes that execute them, one
   active run per thread across the whole deployment, each claimed run held by a lease;
@@ -38,7 +38,7 @@ class Page:
 
 
 class Storage(ABC):
-    """Rows for assistants, threads and runs.
+    """Rows for assistants, threads, runs, crons and thread TTLs.
 
     Every method is atomic, and every write is committed before it returns. Several
     processes may use one storage at once (scaled out); nothing is cached that another
@@ -272,6 +272,84 @@ class Storage(ABC):
     @abstractmethod
     async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
         """Every run with one of ``statuses``, oldest first."""
+
+    # -- crons
+    # A cron row: cron_id, assistant_id, thread_id (None: stateless), user_id, payload,
+    # schedule, timezone, next_run_date (None: it fires no more), end_time, enabled,
+    # on_run_completed, metadata, created_at, updated_at. ``delete_thread`` and
+    # ``delete_assistant`` delete the crons of what they delete, in the same step.
+    @abstractmethod
+    async def create_cron(self, row: Row) -> Row:
+        """Insert a cron; the row as a read returns it."""
+
+    @abstractmethod
+    async def get_cron(self, cron_id: str, *, auth_filter: Row | None = None) -> Row | None:
+        """The cron; None when missing or its metadata fails ``auth_filter``."""
+
+    @abstractmethod
+    async def update_cron(self, cron_id: str, changes: Row, *, auth_filter: Row | None = None) -> Row | None:
+        """Set the columns in ``changes`` (and ``updated_at``); the row after, or None."""
+
+    @abstractmethod
+    async def delete_cron(self, cron_id: str, *, auth_filter: Row | None = None) -> bool: ...
+
+    @abstractmethod
+    async def search_crons(
+        self,
+        *,
+        assistant_id: str | None,
+        thread_id: str | None,
+        enabled: bool | None,
+        metadata: Row | None,
+        limit: int,
+        offset: int,
+        sort_by: str,
+        sort_order: SortOrder,
+        auth_filter: Row | None = None,
+    ) -> Page:
+        """Crons matching every filter, sorted by ``sort_by`` (unknown: created_at) then cron_id."""
+
+    @abstractmethod
+    async def count_crons(
+        self,
+        *,
+        assistant_id: str | None,
+        thread_id: str | None,
+        metadata: Row | None,
+        auth_filter: Row | None = None,
+    ) -> int: ...
+
+    @abstractmethod
+    async def due_crons(self, now: str, *, limit: int) -> list[Row]:
+        """Enabled crons whose ``next_run_date`` is at or before ``now``, earliest first."""
+
+    @abstractmethod
+    async def next_cron_date(self) -> str | None:
+        """The earliest ``next_run_date`` of the enabled crons (None: none will fire)."""
+
+    @abstractmethod
+    async def claim_cron(self, cron_id: str, seen: str, next_run_date: str | None) -> bool:
+        """Advance a due cron from the ``next_run_date`` read (``seen``) to ``next_run_date``
+        in one atomic step; True for exactly one caller across the deployment (any other,
+        having read the same ``seen``, gets False and must not fire it)."""
+
+    # -- thread TTLs
+    @abstractmethod
+    async def set_thread_ttl(
+        self, thread_id: str, *, strategy: str | None, minutes: float | None, expires_at: str | None
+    ) -> None:
+        """Give a thread a TTL (``strategy`` ``delete`` or ``keep_latest``, ``minutes``,
+        the expiry time) or, with ``minutes`` None, remove it."""
+
+    @abstractmethod
+    async def expired_threads(self, now: str, *, limit: int) -> list[Row]:
+        """TTL rows (thread_id, strategy, minutes, expires_at, and the thread's
+        updated_at and status) whose ``expires_at`` is at or before ``now``."""
+
+    @abstractmethod
+    async def delete_idle_thread(self, thread_id: str) -> bool:
+        """Delete a thread (as :meth:`delete_thread`) only when no run of it is pending or
+        running, checked in the same step; False when it is busy or missing."""
 
 
 

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph._internal._constants import CONFIG_KEY_STREAM_MESSAGES_V2
 from langgraph.types import Command, Send, StateSnapshot
 
 from graphdock import serde
@@ -26,7 +27,9 @@ from graphdock.backends.base import EventLog, Row, Storage
 from graphdock.hosting import Hosting
 from graphdock.hosting.context import filter_to_schema
 from graphdock.hosting.state import thread_interrupts
+from graphdock.runs.protocol_events import GRAPH_MODES, PREFIX, ProtocolConverter
 from graphdock.runs.stream import EventConverter, graph_modes
+from graphdock.webhooks import delivery as webhooks
 
 logger = logging.getLogger("graphdock.runs")
 
@@ -89,6 +92,7 @@ class _Outcome:
     snapshot: StateSnapshot | None = None
     error: BaseException | None = None
     converter: EventConverter | None = None
+    protocol: ProtocolConverter | None = None
     started: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -188,6 +192,7 @@ class Executor:
             except Exception as exc:
                 # never leave the run `running`: record a plain error instead
                 logger.exception("recording the outcome of run %s failed", run_id)
+                status = "error"
                 try:
                     await self._record_failure(run_id, outcome.error if outcome.error is not None else exc)
                 finally:
@@ -195,6 +200,15 @@ class Executor:
                     if temporary:
                         await self.storage.delete_thread(thread_id)
                         await checkpointer.adelete_thread(thread_id)
+            # the run's webhook, if any: scheduled here, delivered in the background
+            webhooks.run_finished(
+                run,
+                status,
+                values=serde.to_jsonable(outcome.snapshot.values) if outcome.snapshot is not None else None,
+                error=serde.error_payload(outcome.error) if outcome.error is not None else None,
+            )
+            if kwargs.get("protocol"):
+                await self._publish_terminal(run, status, outcome)
         finally:
             await self.events.release_cancel(run_id)
             await self.events.close(run_id)
@@ -214,6 +228,10 @@ class Executor:
         run_id = run["run_id"]
         try:
             await self.events.publish(run_id, "error", serde.dumps(error))
+            if run["kwargs"].get("protocol"):
+                converter = ProtocolConverter(self._graph_id(run))
+                for method, params in converter.finished("failed", str(error.get("message") or error.get("error"))):
+                    await self.events.publish(run_id, PREFIX + method, serde.dumps(params))
             await self.storage.finish_run(
                 run_id,
                 "error",
@@ -221,8 +239,32 @@ class Executor:
                 error=error,
                 delete_thread=bool(run["kwargs"].get("temporary")),
             )
+            webhooks.run_finished(run, "error", error=error)
         finally:
             await self.events.close(run_id)
+
+    @staticmethod
+    def _graph_id(run: Row) -> str:
+        configurable = (run["kwargs"].get("config") or {}).get("configurable") or {}
+        return str(configurable.get("graph_id") or run.get("assistant_id") or "")
+
+    async def _publish_terminal(self, run: Row, status: str, outcome: _Outcome) -> None:
+        """A protocol run's terminal lifecycle: ``completed``, ``interrupted`` (it stopped on
+        an interrupt or breakpoint, the thread waits for input) or ``failed`` (an error, a
+        timeout, or a cancel: the run will not go on by itself)."""
+        converter = outcome.protocol or ProtocolConverter(self._graph_id(run))
+        error: str | None = None
+        if status == "success":
+            snapshot = outcome.snapshot
+            waiting = converter.interrupted or bool(snapshot is not None and snapshot.next)
+            event = "interrupted" if waiting else "completed"
+        elif status in ("interrupted", "rollback"):
+            event, error = "failed", "Run was cancelled"
+        else:
+            event = "failed"
+            error = str(serde.error_payload(outcome.error)["message"]) if outcome.error else "Run failed"
+        for method, params in converter.finished(event, error):
+            await self.events.publish(run["run_id"], PREFIX + method, serde.dumps(params))
 
     async def _resume_point(self, run: Row) -> None:
         """Make a later attempt go on from the run's own last checkpoint, if it wrote one:
@@ -274,7 +316,10 @@ class Executor:
             open_kwargs["checkpointer"] = None
         publish = self.events.publish
         async with self.hosting.open_graph(graph_id, "threads.create_run", **open_kwargs) as graph:
-            await publish(run_id, "metadata", serde.dumps({"run_id": run_id, "attempt": run["attempt"]}))
+            metadata_event: dict[str, Any] = {"run_id": run_id, "attempt": run["attempt"]}
+            if kwargs.get("protocol"):
+                metadata_event["protocol"] = True  # thread streams leave its events to the protocol's own
+            await publish(run_id, "metadata", serde.dumps(metadata_event))
             outcome.started = True
             if kwargs.get("command") is not None:
                 graph_input: Any = build_command(kwargs["command"])
@@ -290,7 +335,9 @@ class Executor:
                 stream_kwargs["durability"] = kwargs.get("durability") or "async"
             modes = graph_modes(requested)
             try:
-                if "events" in requested:
+                if kwargs.get("protocol"):
+                    await self._stream_protocol(graph, graph_input, config, stream_kwargs, outcome, run)
+                elif "events" in requested:
                     await self._stream_events(
                         graph, graph_input, config, modes, stream_kwargs, converter, run_id
                     )
@@ -307,6 +354,31 @@ class Executor:
                         )
                     except Exception:
                         logger.exception("reading the final state of run %s failed", run_id)
+
+    async def _stream_protocol(
+        self,
+        graph: Any,
+        graph_input: Any,
+        config: dict[str, Any],
+        stream_kwargs: dict[str, Any],
+        outcome: _Outcome,
+        run: Row,
+    ) -> None:
+        """Drive a protocol run: every channel, every namespace, messages as langgraph's
+        protocol events (see :mod:`graphdock.runs.protocol_events`)."""
+        run_id = run["run_id"]
+        converter = ProtocolConverter(self._graph_id(run))
+        outcome.protocol = converter
+        publish = self.events.publish
+        method, params = converter.started()
+        await publish(run_id, PREFIX + method, serde.dumps(params))
+        config["configurable"][CONFIG_KEY_STREAM_MESSAGES_V2] = True
+        kwargs = {k: v for k, v in stream_kwargs.items() if k != "subgraphs"}
+        async for part in graph.astream(
+            graph_input, config, stream_mode=GRAPH_MODES, subgraphs=True, version="v2", **kwargs
+        ):
+            for method, params in converter.convert(part):
+                await publish(run_id, PREFIX + method, serde.dumps(params))
 
     async def _publish_chunk(
         self, run_id: str, converter: EventConverter, chunk: Any, subgraphs: bool

@@ -90,6 +90,9 @@ async def serve(fd: int) -> None:
         executor = Executor(
             storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts  # type: ignore[arg-type]
         )
+        from graphdock.webhooks import delivery as webhook_delivery
+
+        webhook_delivery.install(settings.config.webhooks)  # runs executed here deliver their webhooks
 
         async def execute(run_id: str, claimed: bool) -> None:
             try:

@@ -23,6 +23,7 @@ from graphdock.hosting import Hosting
 from graphdock.runs.executor import Executor
 from graphdock.runs.processes import RunProcesses, RunProcessLost
 from graphdock.services.assistants import AssistantsService
+from graphdock.webhooks.policy import WebhookPolicy
 from graphdock.services.common import (
     clean_configurable,
     clean_metadata,
@@ -66,6 +67,7 @@ class RunsService:
         self.settings = settings
         self.authorizer = authorizer
         self.threads = threads
+        self.webhook_policy: WebhookPolicy = settings.config.webhooks
         self.executor = Executor(
             storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts
         )
@@ -164,8 +166,12 @@ class RunsService:
         thread_id: str | None,
         auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
+        extra_configurable: dict[str, Any] | None = None,
     ) -> "PreparedRun":
-        """Validate and authorize a run request and build its row; nothing is written yet."""
+        """Validate and authorize a run request and build its row; nothing is written yet.
+
+        ``extra_configurable``: server keys set in the run's ``config.configurable`` (a
+        cron fire's ``cron_id``)."""
         auth_user, auth_identity, permissions = auth.user, auth.identity, list(auth.permissions)
         stateless = thread_id is None
         assistant_id = self.assistants.resolve_id(body.assistant_id)
@@ -224,6 +230,7 @@ class RunsService:
                 "langgraph_request_id": request_id or serde.uuid7(),
                 "__request_start_time_ms__": int(time.time() * 1000),
                 "__after_seconds__": after,
+                **(extra_configurable or {}),
             }
         )
         checkpoint = dict(body.checkpoint or {})
@@ -285,7 +292,7 @@ class RunsService:
             "stream_mode": list(dict.fromkeys(stream_mode)),
             "interrupt_before": body.interrupt_before,
             "interrupt_after": body.interrupt_after,
-            "webhook": None,
+            "webhook": self.webhook_policy.check(body.webhook) if body.webhook is not None else None,
             "feedback_keys": None,
             "temporary": temporary,
             "subgraphs": bool(body.stream_subgraphs),

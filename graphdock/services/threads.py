@@ -92,6 +92,8 @@ class ThreadsService:
         self.events = events
         self.checkpointer = checkpointer
         self.authorizer = authorizer
+        #: thread TTLs (graphdock.services.thread_ttl.ThreadTTLs), set by the server
+        self.ttls: Any = None
 
     # -- rows -------------------------------------------------------------------
 
@@ -137,6 +139,8 @@ class ThreadsService:
             if_exists=body.if_exists,
             auth_filter=flt,
         )
+        if self.ttls is not None and (created or body.ttl is not None):
+            await self.ttls.apply(thread_id, body.ttl, created=created)
         user = auth.user
         problem = None
         if created and body.supersteps:
@@ -185,6 +189,8 @@ class ThreadsService:
         )
         if row is None:
             raise NotFound("Not Found")
+        if body.ttl is not None and self.ttls is not None:
+            await self.ttls.apply(thread_id, body.ttl, created=False)
         return public_thread(row)
 
     async def delete(self, thread_id: str, flt: Row | None = None) -> None:

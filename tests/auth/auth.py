@@ -93,3 +93,14 @@ async def assistants_delete(ctx: Auth.types.AuthContext, value: Any) -> Any:
 async def store_scope(ctx: Auth.types.AuthContext, value: Any) -> None:
     namespace = tuple(value.get("namespace") or ())
     value["namespace"] = (ctx.user.identity, *namespace)
+
+
+@auth.on.crons.create
+async def crons_create(ctx: Auth.types.AuthContext, value: Any) -> Any:
+    """Crons are owned like everything else, and record the schedule they were made with;
+    erin may not create any (403)."""
+    if ctx.user.identity == "erin":
+        raise Auth.exceptions.HTTPException(status_code=403, detail="erin may not schedule")
+    metadata = value.setdefault("metadata", {})
+    metadata.update({"owner": ctx.user.identity, "seen_schedule": value.get("schedule")})
+    return {"owner": ctx.user.identity}

@@ -248,6 +248,36 @@ END
 $$;
 """
 
+#: step 3: crons and thread TTLs (:mod:`.crons`)
+_STEP_3 = """
+CREATE TABLE gd_crons (
+    cron_id text PRIMARY KEY,
+    assistant_id text NOT NULL,
+    thread_id text,
+    user_id text,
+    payload json NOT NULL,
+    schedule text NOT NULL,
+    timezone text,
+    next_run_date timestamptz,
+    end_time timestamptz,
+    enabled boolean NOT NULL,
+    on_run_completed text,
+    metadata json NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX gd_crons_next ON gd_crons (next_run_date) WHERE enabled;
+CREATE INDEX gd_crons_thread ON gd_crons (thread_id);
+CREATE INDEX gd_crons_assistant ON gd_crons (assistant_id);
+CREATE TABLE gd_thread_ttls (
+    thread_id text PRIMARY KEY,
+    strategy text NOT NULL,
+    minutes double precision NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX gd_thread_ttls_expiry ON gd_thread_ttls (expires_at);
+"""
+
 #: graphdock's schema, one step per version (step ``i`` makes version ``i + 1``);
 #: append new steps, never change an applied one
-STEPS: tuple[str, ...] = (_STEP_1, _STEP_2)
+STEPS: tuple[str, ...] = (_STEP_1, _STEP_2, _STEP_3)

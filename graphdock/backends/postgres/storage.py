@@ -26,6 +26,12 @@ from graphdock.backends.postgres.database import (
     setup_lock,
     ts,
 )
+from graphdock.backends.postgres.crons import (
+    DELETE_ASSISTANT_CRONS,
+    DELETE_THREAD_CRONS,
+    DELETE_THREAD_TTL,
+    CronRows,
+)
 from graphdock.backends.postgres.rows import Cursor
 from graphdock.backends.postgres.runs import RunRows
 from graphdock.errors import Conflict, NotFound
@@ -47,7 +53,7 @@ _THREAD_SORT = {
 }
 
 
-class PostgresStorage(RunRows, Storage):
+class PostgresStorage(CronRows, RunRows, Storage):
     """Storage on a pool shared with the queue, the saver and the store.
 
     ``worker_id`` is this process's lease holder identity (the queue's): a run this
@@ -217,6 +223,7 @@ class PostgresStorage(RunRows, Storage):
             await cur.execute(
                 "DELETE FROM gd_assistant_versions WHERE assistant_id = %s", (assistant_id,)
             )
+            await cur.execute(DELETE_ASSISTANT_CRONS, (assistant_id,))
             return True
 
     @staticmethod
@@ -387,6 +394,8 @@ class PostgresStorage(RunRows, Storage):
             if cur.rowcount == 0:
                 return False
             await cur.execute("DELETE FROM gd_runs WHERE thread_id = %s", (thread_id,))
+            await cur.execute(DELETE_THREAD_CRONS, (thread_id,))
+            await cur.execute(DELETE_THREAD_TTL, (thread_id,))
             return True
 
     @staticmethod

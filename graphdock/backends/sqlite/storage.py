@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from graphdock import serde
 from graphdock.backends.base import Page, Row, SortOrder, Storage
+from graphdock.backends.sqlite.crons import SCHEMA as CRON_SCHEMA, CronRows, delete_crons_of
 from graphdock.backends.sqlite.database import Database, Synchronous
 from graphdock.errors import Conflict, NotFound
 from graphdock.filters import auth_match, json_auth_match, json_contains
@@ -142,7 +143,7 @@ def _has_inflight(conn: Conn, thread_id: str) -> bool:
     )
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(CronRows, Storage):
     """Storage over one SQLite file (WAL mode), on a :class:`Database` it shares with
     langgraph's checkpointer and store."""
 
@@ -164,6 +165,7 @@ class SqliteStorage(Storage):
         self.database.open()
         with self.database.locked() as conn:
             conn.executescript(_SCHEMA)
+            conn.executescript(CRON_SCHEMA)
 
     async def close(self) -> None:
         self.database.close()
@@ -348,6 +350,7 @@ class SqliteStorage(Storage):
         if cur.rowcount == 0:
             return False
         conn.execute("DELETE FROM gd_assistant_versions WHERE assistant_id = ?", (assistant_id,))
+        delete_crons_of(conn, assistant_id=assistant_id)
         return True
 
     @staticmethod
@@ -540,6 +543,7 @@ class SqliteStorage(Storage):
         if cur.rowcount == 0:
             return False
         conn.execute("DELETE FROM gd_runs WHERE thread_id = ?", (thread_id,))
+        delete_crons_of(conn, thread_id=thread_id)
         return True
 
     @staticmethod
