@@ -117,6 +117,13 @@ async def test_a_finished_run_is_delivered_signed_with_its_json(client, listener
     assert not verify(SECRET, got[0]["raw"] + b" ", headers["x-graphdock-signature"])
 
 
+async def test_a_stateless_run_is_delivered_with_its_final_values(client, listener):
+    p = path()
+    result = await client.runs.wait(None, "recorder", input={"tag": "stateless"}, webhook=listener.url + p)
+    body = json.loads(listener.wait(p)[0]["raw"])
+    assert body["status"] == "success" and body["values"] == result == {"tag": "stateless", "count": 1}
+
+
 async def test_a_failed_stateless_run_is_delivered_with_its_error(client, listener):
     p = path()
     run = await client.runs.create(None, "failing", input={}, webhook=listener.url + p)

@@ -204,7 +204,10 @@ class Executor:
             webhooks.run_finished(
                 run,
                 status,
-                values=serde.to_jsonable(outcome.snapshot.values) if outcome.snapshot is not None else None,
+                values=serde.to_jsonable(
+                    outcome.snapshot.values if outcome.snapshot is not None
+                    else outcome.converter.last_values if outcome.converter is not None else None
+                ),
                 error=serde.error_payload(outcome.error) if outcome.error is not None else None,
             )
             if kwargs.get("protocol"):

@@ -70,6 +70,9 @@ class EventConverter:
         self.requested = set(requested)
         self.subgraphs = subgraphs
         self._messages: dict[str, BaseMessage] = {}
+        #: the root graph's last ``values`` chunk (when ``values`` was requested), the run's
+        #: output where no final state is read (a temporary run)
+        self.last_values: Any = None
 
     def convert(self, ns: tuple[str, ...], mode: str, payload: Any) -> Iterator[tuple[str, Any]]:
         """The ``(event name, data)`` pairs for one langgraph chunk of ``mode`` from namespace ``ns``."""
@@ -79,6 +82,8 @@ class EventConverter:
             return
         if mode not in self.requested:
             return
+        if mode == "values" and not ns:
+            self.last_values = payload
         if mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
             payload = {**payload, "payload": _debug_checkpoint(payload.get("payload"))}
         yield mode + suffix, payload
