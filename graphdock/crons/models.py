@@ -25,7 +25,25 @@ RUN_FIELDS = (
 )  # fmt: skip
 
 
-class CronCreate(Body):
+class _RunFields(Body):
+    """What each fire's run is made with (shared by create and patch)."""
+
+    input: Any = None
+    metadata: Metadata = None
+    config: Optional[Config] = None
+    context: Optional[dict[str, Any]] = None
+    webhook: Optional[str] = None
+    interrupt_before: Interrupts = None
+    interrupt_after: Interrupts = None
+    stream_mode: StreamModes = None
+    stream_subgraphs: Optional[bool] = None
+    stream_resumable: Optional[bool] = None
+    durability: Optional[Literal["sync", "async", "exit"]] = None
+    checkpoint_during: Optional[bool] = None
+    multitask_strategy: Optional[Literal["reject", "interrupt", "rollback", "enqueue"]] = None
+
+
+class CronCreate(_RunFields):
     """``POST /runs/crons`` and ``POST /threads/{thread_id}/runs/crons``."""
 
     schedule: str
@@ -34,22 +52,9 @@ class CronCreate(Body):
     end_time: Optional[datetime] = None
     enabled: bool = True
     on_run_completed: Optional[Literal["delete", "keep"]] = None
-    input: Any = None
-    metadata: Metadata = None
-    config: Optional[Config] = None
-    context: Optional[dict[str, Any]] = None
-    webhook: Optional[str] = None
-    interrupt_before: Interrupts = None
-    interrupt_after: Interrupts = None
-    stream_mode: StreamModes = None
-    stream_subgraphs: Optional[bool] = None
-    stream_resumable: Optional[bool] = None
-    durability: Optional[Literal["sync", "async", "exit"]] = None
-    checkpoint_during: Optional[bool] = None
-    multitask_strategy: Optional[Literal["reject", "interrupt", "rollback", "enqueue"]] = None
 
 
-class CronPatch(Body):
+class CronPatch(_RunFields):
     """``PATCH /runs/crons/{cron_id}``: any create field but the assistant; ``end_time:
     null`` clears the end time."""
 
@@ -58,19 +63,6 @@ class CronPatch(Body):
     end_time: Optional[datetime] = None
     enabled: Optional[bool] = None
     on_run_completed: Optional[Literal["delete", "keep"]] = None
-    input: Any = None
-    metadata: Metadata = None
-    config: Optional[Config] = None
-    context: Optional[dict[str, Any]] = None
-    webhook: Optional[str] = None
-    interrupt_before: Interrupts = None
-    interrupt_after: Interrupts = None
-    stream_mode: StreamModes = None
-    stream_subgraphs: Optional[bool] = None
-    stream_resumable: Optional[bool] = None
-    durability: Optional[Literal["sync", "async", "exit"]] = None
-    checkpoint_during: Optional[bool] = None
-    multitask_strategy: Optional[Literal["reject", "interrupt", "rollback", "enqueue"]] = None
 
 
 class CronSearch(Body):
