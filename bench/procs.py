@@ -174,14 +174,15 @@ class RssSampler:
         """The largest sample taken inside any of ``windows`` (monotonic start, end).
 
         A window shorter than the sampling interval may contain no sample; it is then
-        represented by the first sample taken after it ends.
+        represented by the first sample taken after it ends, or, when sampling stopped
+        before another was taken, by the last one taken before it began.
         """
         samples = list(self.samples)
         best = 0
         for start, end in windows:
             inside = [kb for t, kb in samples if start <= t <= end]
             if not inside:
-                inside = [kb for t, kb in samples if t > end][:1]
+                inside = [kb for t, kb in samples if t > end][:1] or [kb for t, kb in samples if t < start][-1:]
             best = max([best, *inside])
         return best
 
