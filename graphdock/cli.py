@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from graphdock.config import ConfigError, Settings, default_run_processes, load_config
 
 _SETTINGS_ENV = "GRAPHDOCK_SETTINGS"
+_LOG_LEVEL_ENV = "GRAPHDOCK_LOG_LEVEL"
 
 
 def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
@@ -50,6 +51,7 @@ def _settings_from(args: argparse.Namespace, *, dev: bool) -> Settings:
         lease_seconds=args.run_lease_seconds,
         max_attempts=args.max_run_attempts,
         shutdown_timeout=args.shutdown_timeout,
+        max_body_size=getattr(args, "max_body_size", Settings.max_body_size),
     )
 
 
@@ -68,14 +70,18 @@ def redact_uri(uri: str) -> str:
 def app_from_env() -> Any:
     """ASGI app factory for uvicorn's reloader: settings come from the environment."""
     from graphdock.app import create_app
+    from graphdock.observability import logs
 
+    logs.configure(os.environ.get(_LOG_LEVEL_ENV))  # what main() set up, again in the reloader's child process
     return create_app(Settings.from_json(os.environ[_SETTINGS_ENV]))
 
 
 def worker_app_from_env() -> Any:
     """ASGI app factory of ``graphdock worker``: its health endpoint."""
     from graphdock.app import create_worker_app
+    from graphdock.observability import logs
 
+    logs.configure(os.environ.get(_LOG_LEVEL_ENV))
     return create_worker_app(Settings.from_json(os.environ[_SETTINGS_ENV]))
 
 
@@ -85,9 +91,10 @@ def _check_backend(settings: Settings) -> str | None:
     import asyncio
 
     from graphdock.backends import open_backend
+    from graphdock.hosting.embeddings import resolve_store_index
 
     async def check() -> None:
-        async with open_backend(settings, "server"):
+        async with open_backend(settings, "server", store_index=resolve_store_index(settings.config)):
             pass
 
     try:
@@ -116,27 +123,45 @@ def _banner(settings: Settings, *, worker: bool = False) -> None:
         data = str(settings.database_path)
     kind = "dev" if settings.dev else "serve"
     if worker:
-        lines = [f"graphdock worker ({settings.n_jobs_per_worker} runs at once)", f"  Health: {base}/ok"]
+        lines = [f"graphdock worker ({settings.n_jobs_per_worker} runs at once)", f"  Health: {base}/ok (metrics: {base}/metrics)"]
     else:
         lines = [f"graphdock {kind}", f"  API:    {base}", f"  Docs:   {base}/docs"]
         if settings.n_jobs_per_worker == 0:
             lines[0] += " (API only: workers execute the runs)"
     lines += [f"  Data:   {data}", f"  Graphs: {graphs}", f"  Config: {settings.config.path}"]
+    from graphdock.observability import logs
+
+    if logs.json_enabled():  # one JSON line, its parts as fields
+        fields = {k.strip().rstrip(":").lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        logging.getLogger("graphdock").info(lines[0], extra={"banner": fields})
+        return
     print("\n".join(lines), flush=True)
 
 
 def _run(settings: Settings, *, reload: bool, log_level: str, worker: bool = False) -> int:
     import uvicorn
 
+    from graphdock.api.custom_app import check_custom_app
     from graphdock.hosting import check_graphs
 
     settings.config.apply_env()
+    from graphdock.hosting import loopback
+
+    loopback.prepare()  # the graphs imported here are served by this process
     problems = check_graphs(settings.config)
+    # http.app (a worker's loopback app serves it too)
+    problems += [p for p in [check_custom_app(settings.config)] if p]
     if problems:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         return 1
     problem = _check_backend(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    from graphdock.observability import tracing
+
+    problem = tracing.check()  # the OTEL_* variables of traces (None when traces are off)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -152,8 +177,17 @@ def _run(settings: Settings, *, reload: bool, log_level: str, worker: bool = Fal
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **_uvicorn_logging(),
     )
     return 0
+
+
+def _uvicorn_logging() -> dict[str, Any]:
+    """JSON logs: uvicorn configures no handler of its own, its lines go to the root
+    logger's JSON formatter (graphdock's middleware writes the access log)."""
+    from graphdock.observability import logs
+
+    return {"log_config": None} if logs.json_enabled() else {}
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:
@@ -186,6 +220,16 @@ def _seconds(*, zero: bool) -> Callable[[str], float]:
         return seconds
 
     return parse
+
+
+def _byte_size(value: str) -> int:
+    """An argparse type: a number of bytes, with an optional KiB/MiB/GiB (or K/M/G) unit."""
+    text = value.strip().lower().removesuffix("b").removesuffix("i")
+    factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if factor > 1 else text
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of bytes such as 1048576, 512KiB or 32MiB, got {value!r}")
+    return int(digits) * factor
 
 
 def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False) -> None:
@@ -241,6 +285,13 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False)
         choices=("critical", "error", "warning", "info", "debug"), default="warning" if dev else "info",
     )
     parser.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default=None,
+        help="plain lines, or one JSON object per line with request and run ids"
+        " (default: json when LOG_JSON=true, else plain)",
+    )
+    parser.add_argument(
         "--run-timeout",
         type=_seconds(zero=False),
         default=86400.0,
@@ -266,6 +317,14 @@ def _common(parser: argparse.ArgumentParser, *, dev: bool, worker: bool = False)
         default="warn",
         help="compare the graph a factory builds in each access context (default warn)",
     )
+    if not worker:
+        parser.add_argument(
+            "--max-body-size",
+            type=_byte_size,
+            default=Settings.max_body_size,
+            help="the largest request body accepted, in bytes or with a KiB/MiB/GiB unit; a larger "
+            "one is answered 413 (default 32MiB; 0: no limit)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,7 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--config", default="langgraph.json")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from graphdock.observability import logs
+
+    if getattr(args, "log_format", None):  # children (run processes, the reloader's) inherit it
+        os.environ[logs.ENV] = "true" if args.log_format == "json" else "false"
+    logs.configure(logging.INFO)
     try:
         if args.command == "config":
             from graphdock.hosting import check_graphs
@@ -305,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in problems:
                 print(f"error: {line}")
             if not problems:
+                from graphdock.hosting.embeddings import resolve_store_index
+
+                resolve_store_index(config)  # store.index.embed imports (ConfigError otherwise)
                 print(f"ok: {len(config.graphs)} graph(s) load: {', '.join(sorted(config.graphs))}")
             return 1 if problems else 0
         is_dev = args.command == "dev"
@@ -313,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: port {settings.port} on {settings.host} is in use; choose another with --port", file=sys.stderr)
             return 1
         logging.getLogger().setLevel(args.log_level.upper())
+        os.environ[_LOG_LEVEL_ENV] = args.log_level.upper()  # for the reloader's child process
         return _run(
             settings,
             reload=is_dev and not args.no_reload,

@@ -7,10 +7,14 @@ acted upon are documented on the field.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from graphdock.bounds import (
+    MAX_DELAY_SECONDS, MAX_INT32, MAX_INT64, MAX_OFFSET, MAX_TTL_MINUTES, MIN_TTL_MINUTES, check_json,
+)
 
 Metadata = Optional[dict[str, Any]]
 Json = Any
@@ -18,6 +22,7 @@ Json = Any
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _checked_by_service: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
@@ -30,6 +35,18 @@ class Body(BaseModel):
         if not any(data.get(key, 0) is None for key in defaulted):
             return data
         return {key: value for key, value in data.items() if not (value is None and key in defaulted)}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Every value storable on every backend (:mod:`graphdock.bounds`): 422 naming
+        the first one that is not (a NUL character, a non-finite or oversized number,
+        nesting too deep). Fields in ``_checked_by_service`` are left to the service, whose
+        own message names the problem (a store namespace's labels)."""
+        if cls._checked_by_service and isinstance(data, dict):
+            check_json({k: v for k, v in data.items() if k not in cls._checked_by_service})
+            return data
+        return check_json(data)
 
 
 def _admits_none(annotation: Any) -> bool:
@@ -59,11 +76,11 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     tags: Optional[list[str]] = None
-    recursion_limit: Optional[int] = None
+    recursion_limit: Optional[int] = Field(None, ge=1, le=MAX_INT32)
     configurable: Optional[dict[str, Any]] = None
     metadata: Optional[dict[str, Any]] = None
     run_name: Optional[str] = None
-    max_concurrency: Optional[int] = None
+    max_concurrency: Optional[int] = Field(None, ge=1, le=MAX_INT32)
 
 
 class CheckpointRef(Body):
@@ -107,7 +124,7 @@ class AssistantSearch(Body):
     name: Optional[str] = None
     metadata: Metadata = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Optional[AssistantSortBy] = None
     sort_order: Optional[Literal["asc", "desc"]] = None
     select: Optional[list[AssistantSelect]] = None
@@ -122,11 +139,11 @@ class AssistantCount(Body):
 class AssistantVersionsSearch(Body):
     metadata: Metadata = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class AssistantSetLatest(Body):
-    version: int
+    version: int = Field(..., ge=1, le=MAX_INT32)
 
 
 # -- threads -------------------------------------------------------------------
@@ -151,7 +168,7 @@ class ThreadTTL(Body):
     """A thread's time to live: swept ``ttl`` minutes after its last update."""
 
     strategy: Literal["delete", "keep_latest"] = "delete"
-    ttl: float = Field(..., gt=0, description="Minutes after the thread's last update until it is swept.")
+    ttl: float = Field(..., gt=0, le=MAX_TTL_MINUTES, description="Minutes after the thread's last update until it is swept.")
 
 
 class ThreadCreate(Body):
@@ -181,7 +198,7 @@ class ThreadSearch(Body):
     values: Optional[dict[str, Any]] = None
     status: Optional[ThreadStatus] = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Optional[ThreadSortBy] = None
     sort_order: Optional[Literal["asc", "desc"]] = None
     select: Optional[list[ThreadSelect]] = None
@@ -238,23 +255,33 @@ class ThreadHistory(Body):
 # -- store ---------------------------------------------------------------------
 
 class StorePut(Body):
+    _checked_by_service = frozenset({"namespace"})  # its labels: NUL, periods, empty
     namespace: list[str]
     key: str
     value: dict[str, Any]
     index: Optional[Union[Literal[False], list[str]]] = None
-    ttl: Optional[float] = Field(None, ge=0)
+    ttl: Optional[float] = Field(None, ge=0, le=MAX_TTL_MINUTES)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_resolution(cls, value: Optional[float]) -> Optional[float]:
+        if value and value < MIN_TTL_MINUTES:  # the store writes it as a decimal number of seconds
+            raise ValueError(f"a time to live is 0 or at least {MIN_TTL_MINUTES} minutes")
+        return value
 
 
 class StoreDelete(Body):
+    _checked_by_service = frozenset({"namespace"})
     namespace: list[str]
     key: str
 
 
 class StoreSearch(Body):
+    _checked_by_service = frozenset({"namespace_prefix"})
     namespace_prefix: list[str] = Field(default_factory=list)
     filter: Optional[dict[str, Any]] = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     query: Optional[str] = None
     refresh_ttl: Optional[bool] = None
 
@@ -262,9 +289,9 @@ class StoreSearch(Body):
 class StoreListNamespaces(Body):
     prefix: Optional[list[str]] = None
     suffix: Optional[list[str]] = None
-    max_depth: Optional[int] = Field(None, ge=1)
+    max_depth: Optional[int] = Field(None, ge=1, le=MAX_INT32)
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 # -- runs ----------------------------------------------------------------------
@@ -294,7 +321,7 @@ class RunCreate(Body):
     if_not_exists: Optional[Literal["reject", "create"]] = None
     on_disconnect: Optional[Literal["cancel", "continue"]] = None
     on_completion: Optional[Literal["delete", "keep"]] = None
-    after_seconds: Optional[float] = Field(None, ge=0)
+    after_seconds: Optional[float] = Field(None, ge=0, le=MAX_DELAY_SECONDS)
     durability: Optional[Literal["sync", "async", "exit"]] = None
     checkpoint_during: Optional[bool] = None
     strict_resume: Optional[bool] = None
@@ -376,5 +403,5 @@ class ProtocolEventStream(Body):
 
     channels: list[str] = Field(..., min_length=1)
     namespaces: Optional[list[list[str]]] = None
-    depth: Optional[int] = Field(None, ge=0)
-    since: Optional[int] = Field(None, ge=0)
+    depth: Optional[int] = Field(None, ge=0, le=MAX_INT32)
+    since: Optional[int] = Field(None, ge=0, le=MAX_INT64)

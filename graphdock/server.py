@@ -11,6 +11,9 @@ from graphdock.auth.handlers import Authorizer, load_auth
 from graphdock.config import Settings
 from graphdock.errors import Forbidden, NotFound
 from graphdock.hosting import Hosting, load_graphs
+from graphdock.hosting.embeddings import resolve_store_index
+from graphdock.hosting import loopback
+from graphdock.observability import tracing
 from graphdock.process import tune_gc
 from graphdock.crons.scheduler import CronScheduler
 from graphdock.services.assistants import AssistantsService
@@ -35,6 +38,18 @@ class Server:
         settings = self.settings
         config = settings.config
         config.apply_env()
+        if tracing.setup():  # OTEL_* variables: traces on; flushed last, at stop
+            self._stack.push_async_callback(tracing.ashutdown)
+        # get_client()/get_sync_client() without url reach this server (hooked before graphs load)
+        loopback.prepare()
+        loopback.new_secret()
+        loopback.set_relay_url(settings.host, settings.port, str(config.http.get("mount_prefix") or ""))
+        if not settings.database_uri and settings.run_processes and config.custom_persistence:
+            logger.warning(
+                "a custom checkpointer or store (checkpointer.path / store.path) is opened by each"
+                " process: runs are executed in the server process, not in run processes"
+            )
+            settings.run_processes = 0
         for key in config.unsupported():
             logger.warning("langgraph.json: '%s' is not supported by graphdock yet and is ignored", key)
         graphs = load_graphs(config)
@@ -46,7 +61,9 @@ class Server:
         for loaded in graphs.values():
             for notice in loaded.notices:
                 logger.warning(notice)
-        self.backend = backend = await self._stack.enter_async_context(open_backend(settings, "server"))
+        self.backend = backend = await self._stack.enter_async_context(
+            open_backend(settings, "server", store_index=resolve_store_index(config))
+        )
         assert backend.queue is not None and backend.events is not None
         self.storage, self.queue, self.events = backend.storage, backend.queue, backend.events
         saver, store = backend.checkpointer, backend.store

@@ -20,7 +20,7 @@ from langgraph_sdk import get_client
 
 from conftest import BACKENDS, ROOT, ServerProcess, make_server
 
-OPEN_ROUTES = {("GET", "/ok"), ("GET", "/info"), ("GET", "/docs"), ("GET", "/openapi.json")}
+OPEN_ROUTES = {("GET", "/ok"), ("GET", "/info"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json")}
 ALICE = {"Authorization": "Bearer alice"}
 BOB = {"Authorization": "Bearer bob"}
 
@@ -235,6 +235,25 @@ def probes(w: World) -> dict[tuple[str, str], Callable[[httpx.Client], None]]:
             assert "alice" not in text and "secret" not in text
         return probe
 
+    def mcp(method: str) -> Callable[[httpx.Client], None]:
+        """MCP: Alice's assistant (named "Untitled") is not among Bob's tools and cannot be
+        called by him; GET and DELETE (no server stream, no session) answer nothing of hers."""
+        def probe(http: httpx.Client) -> None:
+            headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+            if method != "POST":
+                resp = http.request(method, "/mcp", headers=headers)
+                assert resp.status_code in (400, 404, 405), f"{method} /mcp → {resp.status_code} {resp.text[:200]}"
+                return
+            listed = http.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            assert listed.status_code == 200 and a not in listed.text, listed.text[:300]
+            assert "Untitled" not in [tool["name"] for tool in listed.json()["result"]["tools"]]
+            called = http.post("/mcp", headers=headers, json={
+                "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "Untitled", "arguments": {"items": ["bob"]}},
+            })
+            assert called.status_code == 200 and called.json()["result"]["isError"] is True, called.text[:300]
+        return probe
+
     def protocol_commands(http: httpx.Client) -> None:
         """Every protocol command on Alice's thread is refused with an error response that
         shows nothing of it, and starts nothing on it."""
@@ -321,6 +340,21 @@ def probes(w: World) -> dict[tuple[str, str], Callable[[httpx.Client], None]]:
         ("GET", "/runs/crons/{cron_id}"): denied("GET", f"/runs/crons/{w.cron}"),
         ("PATCH", "/runs/crons/{cron_id}"): denied("PATCH", f"/runs/crons/{w.cron}", json={"enabled": False}),
         ("DELETE", "/runs/crons/{cron_id}"): denied("DELETE", f"/runs/crons/{w.cron}"),
+        ("POST", "/mcp"): mcp("POST"),
+        ("GET", "/mcp"): mcp("GET"),
+        ("DELETE", "/mcp"): mcp("DELETE"),
+        # A2A: Alice's assistant is unreadable for Bob, so are its card and her task through it
+        # (tests/test_a2a.py covers Bob's own assistant on her context and tasks)
+        ("POST", "/a2a/{assistant_id}"): lambda http: [
+            denied("POST", f"/a2a/{a}", json={"jsonrpc": "2.0", "id": "1", "method": method, "params": params})(http)
+            for method, params in (
+                ("message/send", {"message": {"role": "user", "parts": [{"kind": "data", "data": {"items": ["bob"]}}],
+                                              "messageId": "m", "contextId": t}}),
+                ("tasks/get", {"id": r, "contextId": t}),
+                ("tasks/cancel", {"id": w.busy_run, "contextId": w.busy_thread}),
+            )
+        ],
+        ("GET", "/.well-known/agent-card.json"): denied("GET", "/.well-known/agent-card.json", params={"assistant_id": a}),
     }
 
 

@@ -68,7 +68,7 @@ def test_invalid_config_json(tmp_path: Path):
     assert "invalid JSON" in result.stderr
 
 
-def test_unsupported_store_index_is_refused(tmp_path: Path):
+def test_a_store_index_whose_embedder_cannot_be_loaded_is_refused(tmp_path: Path):
     cfg = tmp_path / "langgraph.json"
     cfg.write_text(
         '{"graphs": {"simple": "%s:graph"}, "store": {"index": {"dims": 3, "embed": "x:y"}}}'

@@ -76,7 +76,11 @@ class RunFastPath:
 
     def __init__(self, app: ASGIApp, routes: typing.Iterable[BaseRoute] = ()) -> None:
         self.app = app
+        routes = list(routes)
         self.routes = fast_routes(routes)
+        # the route a request matched, put in its scope as the router does (``scope["route"]``:
+        # route templates for metrics and span names)
+        self._route_of = {route.path_regex: route for route in routes if isinstance(route, Route)}
 
     def _route(self, scope: Scope) -> tuple[re.Match[str], type[BaseModel], Answer] | None:
         if scope["type"] != "http" or scope["method"] != "POST" or not _json_body(scope):
@@ -105,6 +109,7 @@ class RunFastPath:
         if parsed is None:  # the app answers, with its own error message
             await self.app(scope, _replay(body, receive), send)
             return
+        scope["route"] = self._route_of[match.re]
         request = Request(scope, receive)
         try:
             response = await answer(request, parsed, match.groupdict(), await request_auth(request))

@@ -13,8 +13,10 @@ from starlette.responses import StreamingResponse
 
 from graphdock import models
 from graphdock.api.common import JSONResponse, server
+from graphdock.api.headers import configurable_headers
 from graphdock.api.sse import HEARTBEAT, HEARTBEAT_SECONDS, frame, sse_response
 from graphdock.auth import AuthContext, request_auth
+from graphdock.bounds import json_problem
 from graphdock.errors import APIError, NotFound, Unprocessable
 from graphdock.protocol.commands import CommandError, Commands, parse_envelope
 from graphdock.protocol.sockets import SocketSession
@@ -41,13 +43,16 @@ async def command(thread_id: str, request: Request, auth: AuthContext = Depends(
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return JSONResponse(error(None, "invalid_argument", "a command must be valid JSON"), status_code=400)
+    problem = json_problem(payload)
+    if problem is not None:
+        return JSONResponse(error(None, "invalid_argument", problem), status_code=400)
     try:
         parse_envelope(payload)
     except CommandError as exc:
         raw_id = payload.get("id") if isinstance(payload, dict) else None
         command_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
         return JSONResponse(error(command_id, exc.code, exc.message), status_code=400)
-    return JSONResponse(await _commands(request).handle(tid, payload, auth))
+    return JSONResponse(await _commands(request).handle(tid, payload, auth, configurable_headers(request)))
 
 
 @router.post("/threads/{thread_id}/stream/events", summary="Stream a thread's protocol events (SSE)")
@@ -126,6 +131,7 @@ async def stream_events_socket(websocket: WebSocket, thread_id: str) -> None:
         heartbeat=HEARTBEAT_SECONDS,
         readable=readable,
         refuse=refuse,
+        headers=configurable_headers(websocket),
     )
     tasks: set[asyncio.Task[None]] = set()
     try:

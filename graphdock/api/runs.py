@@ -20,9 +20,11 @@ from graphdock.api.common import (
     server,
 )
 from graphdock.api.fastpath import fast
+from graphdock.api.headers import configurable_headers
 from graphdock.api.sse import HEARTBEAT, LastChunk, RunResponse, frame, sse_response, with_ticks
 from graphdock.auth import AuthContext, request_auth
 from graphdock.backends.base import Event, parse_event_id
+from graphdock.bounds import MAX_OFFSET
 from graphdock.errors import Unprocessable
 from graphdock.services.common import parse_uuid
 
@@ -86,6 +88,7 @@ async def _create(
         auth=auth,
         request_id=request.headers.get("x-request-id"),
         attached=attached,
+        headers=configurable_headers(request),
     )
 
 
@@ -339,6 +342,7 @@ async def create_batch(
         body,
         auth=auth,
         request_id=request.headers.get("x-request-id"),
+        headers=configurable_headers(request),
     )
     return JSONResponse([public_run(run) for run in runs])
 
@@ -351,7 +355,7 @@ async def list_runs(
     thread_id: str,
     request: Request,
     limit: int = Query(10, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     status: Optional[str] = Query(None),
     select: Optional[list[str]] = Query(None),
     auth: AuthContext = Depends(request_auth),

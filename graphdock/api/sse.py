@@ -15,6 +15,8 @@ from typing import Any, AsyncIterator, TypeVar
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
+from graphdock.observability import metrics
+
 T = TypeVar("T")
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
@@ -159,6 +161,25 @@ class RunResponse(StreamingResponse):
             listener.cancel()
 
 
+class _Subscriber:
+    """An SSE response counted, while it is sent, in ``graphdock_stream_subscribers``."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        metrics.streams_open += 1
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            metrics.streams_open -= 1
+
+
+class _EventStream(_Subscriber, StreamingResponse):
+    pass
+
+
+class _RunEventStream(_Subscriber, RunResponse):
+    pass
+
+
 def sse_response(
     body: AsyncIterator[bytes],
     headers: dict[str, str] | None = None,
@@ -171,5 +192,5 @@ def sse_response(
         "headers": {**SSE_HEADERS, **(headers or {})},
     }
     if watch_disconnect is None:
-        return StreamingResponse(body, **kwargs)
-    return RunResponse(body, watch_disconnect=watch_disconnect, **kwargs)
+        return _EventStream(body, **kwargs)
+    return _RunEventStream(body, watch_disconnect=watch_disconnect, **kwargs)

@@ -10,6 +10,8 @@ from starlette.responses import Response
 from graphdock import models
 from graphdock.api.common import JSONResponse, parse_bool, server
 from graphdock.auth import AuthContext, request_auth
+from graphdock.bounds import text_problem
+from graphdock.errors import Unprocessable
 
 router = APIRouter(prefix="/store", tags=["store"])
 
@@ -32,6 +34,9 @@ async def get_item(
 ) -> Response:
     if key is None:
         return JSONResponse({"error": "Key is required"}, status_code=400)
+    problem = text_problem(key, "key")
+    if problem is not None:
+        raise Unprocessable(problem)
     return JSONResponse(
         await server(request).store.get(
             namespace, key, refresh_ttl=None if refresh_ttl is None else parse_bool(refresh_ttl), auth=auth

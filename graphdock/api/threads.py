@@ -11,6 +11,7 @@ from graphdock import models
 from graphdock.api.fastpath import fast
 from graphdock.api.common import JSONResponse, paginated, parse_bool, select_fields, server
 from graphdock.auth import AuthContext, request_auth
+from graphdock.bounds import text_problem
 from graphdock.errors import NotFound, Unprocessable
 from graphdock.services.common import parse_uuid
 
@@ -20,6 +21,12 @@ router = APIRouter(prefix="/threads", tags=["threads"])
 def _no_select(select: Optional[list[str]]) -> None:
     if select:
         raise Unprocessable("selecting parts of a thread state is not supported yet; omit select")
+
+
+def _storable_text(value: Optional[str], name: str) -> None:
+    problem = text_problem(value, name)  # a path or query value that reaches storage
+    if problem is not None:
+        raise Unprocessable(problem)
 
 
 def _tid(thread_id: str) -> str:
@@ -167,6 +174,7 @@ async def get_state_at_checkpoint(
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
     _no_select(select)
+    _storable_text(checkpoint_id, "checkpoint_id")
     return JSONResponse(
         await server(request).threads.state(
             _tid(thread_id),
@@ -185,6 +193,7 @@ async def get_history(
     before: Optional[str] = Query(None),
     auth: AuthContext = Depends(request_auth),
 ) -> JSONResponse:
+    _storable_text(before, "before")
     return JSONResponse(
         await server(request).threads.history(_tid(thread_id), limit=limit, before=before, auth=auth)
     )

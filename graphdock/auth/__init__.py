@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from graphdock.auth.context import ANONYMOUS, AuthContext
+from graphdock.hosting import loopback
 
 
 async def request_auth(conn: HTTPConnection) -> AuthContext:
@@ -19,7 +20,13 @@ async def request_auth(conn: HTTPConnection) -> AuthContext:
     if cached is not None:
         return cached
     server = getattr(conn.app.state, "server", None)
-    ctx = ANONYMOUS if server is None else await server.authorizer.authenticate(conn)
+    if server is None:
+        ctx = ANONYMOUS
+    else:
+        # a request of the in-process client acts as its calling run's user
+        ctx = loopback.caller_of(conn) if server.authorizer.enabled else None
+        if ctx is None:
+            ctx = await server.authorizer.authenticate(conn)
     conn.state.auth = ctx
     return ctx
 

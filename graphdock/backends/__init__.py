@@ -40,20 +40,42 @@ class Backend:
 
 
 @asynccontextmanager
-async def open_backend(settings: "Settings", role: Role = "server") -> AsyncIterator[Backend]:
+async def open_backend(
+    settings: "Settings", role: Role = "server", *, store_index: dict[str, Any] | None = None
+) -> AsyncIterator[Backend]:
     """Open the deployment's backend for a process of kind ``role``; everything is closed
     on exit. A database or Redis that cannot be reached (or a schema that cannot be
-    migrated) raises :class:`graphdock.config.ConfigError` with one line naming it."""
+    migrated, or a vector index the database cannot hold) raises
+    :class:`graphdock.config.ConfigError` with one line naming it. ``store_index``: the
+    store's vector index, ``store.index`` with its ``embed`` resolved
+    (:func:`graphdock.hosting.embeddings.resolve_store_index`)."""
+    if store_index is None and (settings.config.store or {}).get("index"):
+        raise ValueError("store.index is configured: open the backend with its resolved store_index")
+    if (settings.config.store or {}).get("path"):
+        store_index = None  # store.path replaces graphdock's store: its index is the custom store's own
     async with AsyncExitStack() as stack:
         if settings.database_uri:
-            backend = await _open_scaled(settings, role, stack)
+            backend = await _open_scaled(settings, role, stack, store_index)
         else:
-            backend = await _open_embedded(settings, role, stack)
+            backend = await _open_embedded(settings, role, stack, store_index)
+        config = settings.config
+        if config.custom_persistence:  # checkpointer.path / store.path replace graphdock's own
+            from graphdock.backends.custom import open_custom_persistence
+
+            backend.checkpointer, backend.store = await open_custom_persistence(
+                config, backend.checkpointer, backend.store, stack
+            )
+        if config.checkpointer_serde is not None:
+            from graphdock.backends.custom import apply_serde
+
+            apply_serde(backend.checkpointer, config.checkpointer_serde)
         assert isinstance(backend.checkpointer, Housekeeping)
         yield backend
 
 
-async def _open_embedded(settings: "Settings", role: Role, stack: AsyncExitStack) -> Backend:
+async def _open_embedded(
+    settings: "Settings", role: Role, stack: AsyncExitStack, store_index: dict[str, Any] | None
+) -> Backend:
     from graphdock.backends.memory.eventlog import MemoryEventLog
     from graphdock.backends.memory.queue import MemoryQueue
     from graphdock.backends.sqlite.persistence import open_persistence
@@ -66,6 +88,7 @@ async def _open_embedded(settings: "Settings", role: Role, stack: AsyncExitStack
     saver, store = await stack.enter_async_context(
         open_persistence(
             ttl=(settings.config.store or {}).get("ttl"),
+            index=store_index,
             database=storage.database,
             sweeper=role != "run-process",
         )
@@ -84,7 +107,9 @@ async def _open_embedded(settings: "Settings", role: Role, stack: AsyncExitStack
     return Backend("sqlite", storage, queue, events, saver, store)
 
 
-async def _open_scaled(settings: "Settings", role: Role, stack: AsyncExitStack) -> Backend:
+async def _open_scaled(
+    settings: "Settings", role: Role, stack: AsyncExitStack, store_index: dict[str, Any] | None
+) -> Backend:
     from graphdock.backends.postgres import open_postgres
     from graphdock.backends.redis import open_redis_events
     from graphdock.config import ConfigError
@@ -102,6 +127,7 @@ async def _open_scaled(settings: "Settings", role: Role, stack: AsyncExitStack) 
         open_postgres(
             settings.database_uri,  # type: ignore[arg-type]
             store_ttl=(settings.config.store or {}).get("ttl"),
+            store_index=store_index,
             concurrency=settings.n_jobs_per_worker,
             lease_seconds=settings.lease_seconds,
         )

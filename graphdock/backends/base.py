@@ -273,6 +273,19 @@ class Storage(ABC):
     async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
         """Every run with one of ``statuses``, oldest first."""
 
+    @abstractmethod
+    async def queue_stats(self) -> Row:
+        """The deployment's queue, cheaply (counts by status, no rows read): ``n_pending``,
+        ``n_running``, and in seconds (0.0 when nothing waits) how long the oldest pending
+        run has waited (``pending_runs_wait_time_max_secs``), the median pending run
+        (``pending_runs_wait_time_med_secs``) and the oldest pending run whose thread has
+        no running run (``pending_unblocked_runs_wait_time_max_secs``). A run waits from
+        its ``created_at`` (a delayed run waits from when it may start)."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """A trivial query, for readiness checks; raises when the database cannot answer."""
+
     # -- crons
     # A cron row: cron_id, assistant_id, thread_id (None: stateless), user_id, payload,
     # schedule, timezone, next_run_date (None: it fires no more), end_time, enabled,
@@ -365,9 +378,11 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
         return (0, -1)
     head, _, tail = value.partition("-")
     try:
-        return (int(head), int(tail) if tail and tail != "*" else -1)
+        parsed = (int(head), int(tail) if tail and tail != "*" else -1)
     except ValueError:
         return None
+    # both parts fit a stream id (64 bits): anything larger is malformed too
+    return parsed if 0 <= parsed[0] < 2**63 and -1 <= parsed[1] < 2**63 else None
 
 
 
@@ -460,6 +475,10 @@ class EventLog(ABC):
         """A thread-level event (``state_update``) to the thread's live subscribers."""
 
     # -- cancel signals
+    async def ping(self) -> None:
+        """Raise when the service holding the logs cannot answer (readiness checks); an
+        in-process log has nothing to reach."""
+
     @abstractmethod
     async def request_cancel(self, run_id: str, action: CancelAction) -> None:
         """Ask whichever process executes ``run_id`` to stop it (the last action counts)."""

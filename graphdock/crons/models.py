@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field
 
+from graphdock.bounds import MAX_OFFSET
 from graphdock.models import Body, Config, Metadata, StreamMode
 
 CronSortBy = Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"]
@@ -71,7 +72,7 @@ class CronSearch(Body):
     enabled: Optional[bool] = None
     metadata: Metadata = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Optional[CronSortBy] = None
     sort_order: Optional[Literal["asc", "desc"]] = None
     select: Optional[list[CronSelect]] = None

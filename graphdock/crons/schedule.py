@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from graphdock.errors import Unprocessable
 
@@ -31,6 +31,10 @@ def check_schedule(schedule: str) -> str:
         raise Unprocessable(
             f"Invalid cron schedule: '{schedule}'. Expected 5 fields: minute hour day-of-month month day-of-week"
         )
+    try:  # valid fields can still name a date that never comes (February 31st)
+        croniter(text, datetime.now(timezone.utc)).get_next(datetime)
+    except CroniterBadDateError:
+        raise Unprocessable(f"Invalid cron schedule: '{schedule}' never fires") from None
     return text
 
 

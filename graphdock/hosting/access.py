@@ -6,11 +6,13 @@ factory sees in its ``ServerRuntime`` is decided here and nowhere else.
 
 | operation           | endpoints                                                            | access context       |
 |---------------------|----------------------------------------------------------------------|----------------------|
-| ``run``             | every run execution (``/runs*``, ``/threads/{id}/runs*``)            | ``threads.create_run`` |
+| ``run``             | every run execution (``/runs*``, ``/threads/{id}/runs*``, MCP tool   | ``threads.create_run`` |
+|                     | calls, A2A messages)                                                 |                      |
 | ``state.read``      | ``GET /threads/{id}/state[/{cp}]``, ``POST .../state/checkpoint``,   | ``threads.read``     |
 |                     | ``GET/POST /threads/{id}/history``, the read after an update         |                      |
 | ``state.update``    | ``POST /threads/{id}/state``, ``POST /threads`` with ``supersteps``  | ``threads.update``   |
-| ``introspect``      | ``GET /assistants/{id}/graph``, ``/schemas``, ``/subgraphs[/{ns}]``  | ``assistants.read``  |
+| ``introspect``      | ``GET /assistants/{id}/graph``, ``/schemas``, ``/subgraphs[/{ns}]``, | ``assistants.read``  |
+|                     | MCP ``tools/list`` / ``tools/call`` schemas, the A2A agent and card  |                      |
 
 Assistant, thread, run and store CRUD and search never open a graph.
 """

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -112,6 +113,12 @@ def _api_error(exc: APIError) -> CommandError:
     return CommandError("invalid_argument", exc.detail)
 
 
+# the headers of the command being handled, for the runs it creates (set by Commands.handle)
+_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "graphdock_command_headers", default=None
+)
+
+
 class Commands:
     """The command handler of a server (shared by the HTTP and WebSocket transports)."""
 
@@ -127,8 +134,12 @@ class Commands:
             "agent.getTree": self.get_tree,
         }
 
-    async def handle(self, thread_id: str, payload: Any, auth: AuthContext) -> dict[str, Any]:
-        """The response to one command envelope on ``thread_id``."""
+    async def handle(
+        self, thread_id: str, payload: Any, auth: AuthContext, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The response to one command envelope on ``thread_id`` (``headers``: the request
+        headers that go into the configurable of the runs it creates)."""
+        _HEADERS.set(headers)
         command_id: int | None = payload.get("id") if isinstance(payload, dict) else None
         if not isinstance(command_id, int) or isinstance(command_id, bool):
             command_id = None
@@ -179,7 +190,7 @@ class Commands:
     async def _start(self, thread_id: str, body: models.RunCreate, auth: AuthContext) -> Answer:
         """Create a protocol run on the thread; ``(run row, response meta)``."""
         runs = self.srv.runs
-        prepared = await runs.prepare(body, thread_id=thread_id, auth=auth)
+        prepared = await runs.prepare(body, thread_id=thread_id, auth=auth, headers=_HEADERS.get())
         kwargs = prepared.run["kwargs"]
         kwargs["protocol"] = True
         kwargs["resumable"] = True

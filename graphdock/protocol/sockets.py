@@ -78,8 +78,10 @@ class SocketSession:
         heartbeat: float,
         readable: bool = True,
         refuse: Callable[[int, str], Awaitable[None]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.commands = commands
+        self.headers = headers  # of the handshake: into the configurable of the runs it creates
         self.events = events
         self.storage = storage
         self.thread_id = thread_id
@@ -131,7 +133,7 @@ class SocketSession:
             if method == "subscription.unsubscribe":
                 response = await self._unsubscribe(command_id, params)
             else:
-                response = await self.commands.handle(self.thread_id, payload, self.auth)
+                response = await self.commands.handle(self.thread_id, payload, self.auth, self.headers)
         except CommandError as exc:
             response = error(command_id, exc.code, exc.message)
         await self.send(serde.dumps(response))

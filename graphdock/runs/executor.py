@@ -24,9 +24,10 @@ from langgraph.types import Command, Send, StateSnapshot
 from graphdock import serde
 from graphdock.auth.user import AuthenticatedUser
 from graphdock.backends.base import EventLog, Row, Storage
-from graphdock.hosting import Hosting
+from graphdock.hosting import Hosting, loopback
 from graphdock.hosting.context import filter_to_schema
 from graphdock.hosting.state import thread_interrupts
+from graphdock.observability import logs, metrics, tracing
 from graphdock.runs.protocol_events import GRAPH_MODES, PREFIX, ProtocolConverter
 from graphdock.runs.stream import EventConverter, graph_modes
 from graphdock.webhooks import delivery as webhooks
@@ -118,7 +119,20 @@ class Executor:
         run = claimed if claimed is not None else await self.storage.claim_run(run_id)
         if run is None:
             return
-        thread_id = run["thread_id"]
+        log_token = logs.bind_run(run)  # log lines written while it executes name the run
+        metrics.run_started(run, self._graph_id(run))
+        try:
+            if tracing.enabled:
+                with tracing.run_span(run):  # the run's span, current while it executes
+                    await self._execute(run)
+            else:
+                await self._execute(run)
+        finally:
+            metrics.run_left(run_id)
+            logs.RUN.reset(log_token)
+
+    async def _execute(self, run: Row) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
         kwargs = run["kwargs"]
         await self.events.open(run_id, thread_id, resumable=bool(kwargs.get("resumable")))
         if run["attempt"] > self.max_attempts:
@@ -155,7 +169,8 @@ class Executor:
             timer = asyncio.get_running_loop().call_later(self.run_timeout, stop, "timeout")
             streaming = True
             try:
-                await self._stream(run, outcome)
+                with loopback.calling_run(run):  # get_client() in the graph acts as the run's user
+                    await self._stream(run, outcome)
             except asyncio.CancelledError:
                 if stopped:
                     shutdown = task.uncancel() > 0  # cancelled by us, and by someone else too?
@@ -200,6 +215,9 @@ class Executor:
                     if temporary:
                         await self.storage.delete_thread(thread_id)
                         await checkpointer.adelete_thread(thread_id)
+            metrics.run_finished(run_id, self._graph_id(run), status)
+            if tracing.enabled:
+                tracing.run_finished(status, outcome.error)
             # the run's webhook, if any: scheduled here, delivered in the background
             webhooks.run_finished(
                 run,
@@ -242,6 +260,9 @@ class Executor:
                 error=error,
                 delete_thread=bool(run["kwargs"].get("temporary")),
             )
+            metrics.run_finished(run_id, self._graph_id(run), "error")
+            if tracing.enabled:
+                tracing.run_finished("error", error)
             webhooks.run_finished(run, "error", error=error)
         finally:
             await self.events.close(run_id)
@@ -314,6 +335,11 @@ class Executor:
             # stored as JSON with the run: the same user object again, for nodes and factories
             user = AuthenticatedUser.from_dict(user)
             configurable["langgraph_auth_user"] = user
+        # the token usage of the chat model messages the graph produces (graphdock_llm_tokens_total)
+        callbacks = config.get("callbacks")
+        config["callbacks"] = [*(callbacks if isinstance(callbacks, list) else ()), metrics.TokenUsage(self._graph_id(run))]
+        if tracing.enabled:  # node, LLM and tool spans; the run span's context for the graph
+            config = tracing.traced_config(config)
         open_kwargs: dict[str, Any] = {"config": config, "context": context, "user": user}
         if temporary:
             open_kwargs["checkpointer"] = None
@@ -424,7 +450,7 @@ class Executor:
         if status in ("error", "timeout"):
             assert outcome.error is not None
             if not isinstance(outcome.error, (UserInterrupt, UserRollback)):
-                logger.info("run %s failed: %r", run_id, outcome.error)
+                logger.info("run %s failed: %r", run_id, outcome.error, exc_info=outcome.error)
             await self.events.publish(run_id, "error", serde.dumps(serde.error_payload(outcome.error)))
         if status == "rollback":
             checkpointer = self.hosting.checkpointer

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from graphdock import serde
 from graphdock.backends.base import CancelAction
 from graphdock.hosting.topology import Topology, TopologyGuard
+from graphdock.observability import metrics
 
 logger = logging.getLogger("graphdock.runs.processes")
 
@@ -56,6 +57,7 @@ OPEN = ord("O")  # body: JSON [run_id, thread_id, resumable]
 PUBLISH = ord("P")  # body: run id, 1-byte event name length, event name, data
 CLOSE = ord("E")  # body: run id
 DONE = ord("D")  # body: run id (the run's execution returned)
+METRICS = ord("M")  # body: JSON, one record of graphdock.observability.metrics (runs, tokens)
 # both ways
 TOPOLOGY = ord("T")  # body: JSON [graph_id, access_context, topology] (see hosting.topology)
 
@@ -278,6 +280,8 @@ class RunProcess:
         elif kind == OPEN:
             run_id, thread_id, resumable = serde.loads(body)
             events.open_now(run_id, thread_id, resumable=resumable)
+        elif kind == METRICS:
+            metrics.apply(serde.loads(body))
         elif kind == TOPOLOGY:
             observe_topology(self._guard, body)
         elif kind == READY:

@@ -21,6 +21,7 @@ from typing import Callable
 from graphdock import serde
 from graphdock.backends.base import CancelAction
 from graphdock.backends.cancels import CancelSignals
+from graphdock.observability import logs, metrics
 from graphdock.runs import processes as wire
 
 
@@ -62,8 +63,16 @@ async def serve(fd: int) -> None:
 
     settings = Settings.from_json(os.environ[wire.SETTINGS_ENV])
     settings.config.apply_env()
+    from graphdock.observability import tracing
+
+    tracing.setup()  # the server's OTEL_* variables: this process's runs are traced too
+    from graphdock.hosting import loopback
+
+    loopback.prepare()  # before the graphs are imported
     graphs = load_graphs(settings.config)
-    async with open_backend(settings, "run-process") as backend:
+    from graphdock.hosting.embeddings import resolve_store_index
+
+    async with open_backend(settings, "run-process", store_index=resolve_store_index(settings.config)) as backend:
         storage, saver, store = backend.storage, backend.checkpointer, backend.store
         hosting = Hosting(graphs, store=store, checkpointer=saver, topology=settings.topology_check)  # type: ignore[arg-type]
         tasks: dict[str, asyncio.Task[None]] = {}
@@ -87,6 +96,8 @@ async def serve(fd: int) -> None:
             wire.topology_frame(graph_id, access_context, topology)
         )
         events = RemoteEvents(channel)
+        # the runs and token usage counted here appear on the server process's /metrics
+        metrics.forward_to(lambda entry: channel.write(wire.frame(wire.METRICS, serde.dumps(entry))))
         executor = Executor(
             storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts  # type: ignore[arg-type]
         )
@@ -109,6 +120,9 @@ async def serve(fd: int) -> None:
                 tasks.pop(run_id, None)
                 channel.write(wire.frame(wire.DONE, wire.run_id_bytes(run_id)))
 
+        # get_client() without url in a graph: relayed to the server process, which keeps the
+        # queue and the event logs
+        loopback.install_relay()
         tune_gc()
         channel.write(wire.frame(wire.READY, str(os.getpid()).encode()))
         await stop.wait()  # the server asked, or went away
@@ -118,12 +132,14 @@ async def serve(fd: int) -> None:
         await asyncio.gather(*running, return_exceptions=True)
         await channel.drain()
         channel.close()
+    if tracing.enabled:
+        await tracing.ashutdown()
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server process decides when to stop
     level = sys.argv[2] if len(sys.argv) > 2 else "WARNING"  # the server's log level
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(level)  # the server's kind of line (LOG_JSON is inherited)
     fd = int(sys.argv[1])
     try:
         import uvloop

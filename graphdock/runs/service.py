@@ -20,6 +20,7 @@ from graphdock.filters import auth_match
 from graphdock.hosting import system_assistant_id
 from graphdock.services.threads import ThreadsService
 from graphdock.hosting import Hosting
+from graphdock.observability import tracing
 from graphdock.runs.executor import Executor
 from graphdock.runs.processes import RunProcesses, RunProcessLost
 from graphdock.services.assistants import AssistantsService
@@ -140,10 +141,13 @@ class RunsService:
         auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
         attached: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Row:
         """Insert a pending run (and its thread when needed) and hand it to the queue
-        (``attached``: see :meth:`insert`)."""
-        prepared = await self.prepare(body, thread_id=thread_id, auth=auth, request_id=request_id)
+        (``attached``: see :meth:`insert`; ``headers``: see :meth:`prepare`)."""
+        prepared = await self.prepare(
+            body, thread_id=thread_id, auth=auth, request_id=request_id, headers=headers
+        )
         return await self.insert(prepared, attached=attached)
 
     async def create_batch(
@@ -152,10 +156,12 @@ class RunsService:
         *,
         auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> list[Row]:
         """Stateless runs, all validated before any is inserted (a bad item inserts nothing)."""
         prepared = [
-            await self.prepare(body, thread_id=None, auth=auth, request_id=request_id) for body in bodies
+            await self.prepare(body, thread_id=None, auth=auth, request_id=request_id, headers=headers)
+            for body in bodies
         ]
         return [await self.insert(item) for item in prepared]
 
@@ -167,11 +173,13 @@ class RunsService:
         auth: AuthContext = ANONYMOUS,
         request_id: str | None = None,
         extra_configurable: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> "PreparedRun":
         """Validate and authorize a run request and build its row; nothing is written yet.
 
         ``extra_configurable``: server keys set in the run's ``config.configurable`` (a
-        cron fire's ``cron_id``)."""
+        cron fire's ``cron_id``). ``headers``: the request headers that go into the run's
+        configurable (``http.configurable_headers``); the server keys win over them."""
         auth_user, auth_identity, permissions = auth.user, auth.identity, list(auth.permissions)
         stateless = thread_id is None
         assistant_id = self.assistants.resolve_id(body.assistant_id)
@@ -217,6 +225,7 @@ class RunsService:
         after = float(body.after_seconds or 0)
         now = serde.now()
         created_at = serde.iso(now + timedelta(seconds=after)) if after > 0 else serde.iso(now)
+        configurable.update(headers or {})
         configurable.update(
             {
                 "run_id": run_id,
@@ -233,6 +242,8 @@ class RunsService:
                 **(extra_configurable or {}),
             }
         )
+        if tracing.enabled:  # the run's span starts in this trace, wherever it executes
+            configurable.update(tracing.carrier())
         checkpoint = dict(body.checkpoint or {})
         if body.checkpoint_id:
             checkpoint["checkpoint_id"] = parse_uuid(body.checkpoint_id, "checkpoint")

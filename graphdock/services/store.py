@@ -11,7 +11,8 @@ from graphdock.auth.handlers import Authorizer
 
 from graphdock import serde
 from graphdock import models
-from graphdock.errors import BadRequest, Unprocessable
+from graphdock.errors import BadRequest, FailedDependency, Unprocessable
+from graphdock.hosting.embeddings import EmbeddingError
 from graphdock.services.common import check_storable
 
 
@@ -49,12 +50,19 @@ def _namespace(labels: list[str], *, allow_empty: bool = False) -> tuple[str, ..
 class StoreService:
     """The store API. With custom auth, ``@auth.on.store`` handlers see (and may rewrite)
     each operation's value; a dict returned by the ``search`` handler is ANDed with the
-    request's filter."""
+    request's filter.
 
-    def __init__(self, store: BaseStore, authorizer: Authorizer, *, has_index: bool = False) -> None:
+    With a vector index (``store.index``; ``has_index`` defaults to whether the store has
+    one) items are embedded on put (the configured fields, or the put's ``index`` paths;
+    none with ``index=False``) and a search with ``query`` is ranked by similarity, each
+    item with its ``score``. Without one, ``query`` is ignored (``score`` null) and a put
+    with ``index`` paths is a 422. An embedding model that fails is a 424 naming it, and
+    nothing is written."""
+
+    def __init__(self, store: BaseStore, authorizer: Authorizer, *, has_index: bool | None = None) -> None:
         self.store = store
         self.authorizer = authorizer
-        self.has_index = has_index
+        self.has_index = bool(getattr(store, "index_config", None)) if has_index is None else has_index
 
     async def _authorize(self, auth: AuthContext, action: str, value: dict[str, Any]) -> Any:
         return await self.authorizer.authorize(auth, "store", action, value)
@@ -76,7 +84,10 @@ class StoreService:
         kwargs: dict[str, Any] = {}
         if value.get("ttl") is not None:
             kwargs["ttl"] = value["ttl"]
-        await self.store.aput(namespace, value["key"], value["value"], index=value.get("index"), **kwargs)
+        try:
+            await self.store.aput(namespace, value["key"], value["value"], index=value.get("index"), **kwargs)
+        except EmbeddingError as exc:
+            raise FailedDependency(str(exc)) from exc
 
     async def get(
         self, namespace: str | None, key: str, *, refresh_ttl: bool | None, auth: AuthContext = ANONYMOUS
@@ -109,14 +120,17 @@ class StoreService:
             if key in flt and flt[key] != cond:
                 return []  # both conditions must hold and cannot
             flt[key] = cond
-        items = await self.store.asearch(
-            _namespace(list(value["namespace"]), allow_empty=True),
-            query=value.get("query") if self.has_index else None,
-            filter=flt or None,
-            limit=value["limit"],
-            offset=value["offset"],
-            refresh_ttl=value.get("refresh_ttl"),
-        )
+        try:
+            items = await self.store.asearch(
+                _namespace(list(value["namespace"]), allow_empty=True),
+                query=(value.get("query") or None) if self.has_index else None,
+                filter=flt or None,
+                limit=value["limit"],
+                offset=value["offset"],
+                refresh_ttl=value.get("refresh_ttl"),
+            )
+        except EmbeddingError as exc:
+            raise FailedDependency(str(exc)) from exc
         return [_item(i) for i in items]  # type: ignore[misc]
 
     async def list_namespaces(

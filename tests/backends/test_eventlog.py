@@ -498,3 +498,7 @@ async def test_cancel_requested_by_one_process_reaches_another(
         assert listener.threads == {threading.get_ident()}
         await log.release_cancel(early)
         await log.release_cancel(late)
+
+
+async def test_ping_answers_while_the_log_is_reachable(backend: Backend) -> None:
+    await within(events_of(backend).ping())  # raises when its service is down

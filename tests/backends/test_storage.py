@@ -824,3 +824,37 @@ async def test_concurrent_reject_lets_exactly_one_run_in(
     assert all(isinstance(r, Conflict) for r in refused), refused
     inflight = await backend.storage.inflight_runs(tid)
     assert ids(inflight, "run_id") == [accepted[0][0]["run_id"]]
+
+
+# -- queue statistics -----------------------------------------------------------------
+
+DAY_MS = 86_400_000.0
+
+
+async def test_queue_stats_counts_and_waits(backend: Backend) -> None:
+    storage = backend.storage
+    await storage.ping()
+    before = await storage.queue_stats()
+    assert set(before) == {
+        "n_pending", "n_running", "pending_runs_wait_time_max_secs",
+        "pending_runs_wait_time_med_secs", "pending_unblocked_runs_wait_time_max_secs",
+    }  # fmt: skip
+    blocked, free = new_id(), new_id()
+    # older than anything else in the database: these set the maximum waits
+    running = await add_run(backend, blocked, created_at=at(-3000 * DAY_MS))
+    assert await storage.claim_run(running["run_id"]) is not None
+    waiting = await add_run(backend, blocked, created_at=at(-2000 * DAY_MS))  # behind the running run
+    unblocked = await add_run(backend, free, created_at=at(-1000 * DAY_MS))
+    try:
+        stats = await storage.queue_stats()
+        assert stats["n_pending"] == before["n_pending"] + 2
+        assert stats["n_running"] == before["n_running"] + 1
+        assert abs(stats["pending_runs_wait_time_max_secs"] - 2000 * 86400) < 60
+        assert abs(stats["pending_unblocked_runs_wait_time_max_secs"] - 1000 * 86400) < 60
+        assert 0 <= stats["pending_runs_wait_time_med_secs"] <= stats["pending_runs_wait_time_max_secs"]
+    finally:
+        await storage.finish_run(running["run_id"], "success", thread_status="idle")
+        for row in (waiting, unblocked):
+            await storage.cancel_pending_run(row["run_id"], row["thread_id"], delete=True)
+    after = await storage.queue_stats()
+    assert (after["n_pending"], after["n_running"]) == (before["n_pending"], before["n_running"])

@@ -16,7 +16,7 @@ from langgraph.store.base import TTLConfig
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from graphdock.backends.postgres.checkpoint import AsyncPostgresStore, PostgresSaver
+from graphdock.backends.postgres.checkpoint import PostgresSaver
 from graphdock.backends.postgres.database import (
     CONNECT_TIMEOUT,
     configure_connection,
@@ -29,6 +29,7 @@ from graphdock.backends.postgres.database import (
 )
 from graphdock.backends.postgres.queue import PostgresQueue
 from graphdock.backends.postgres.storage import PostgresStorage
+from graphdock.backends.postgres.store import PostgresStore, VectorIndex, prepare_vector_index
 from graphdock.config import ConfigError
 
 __all__ = ["open_postgres", "PostgresStorage", "PostgresQueue", "PostgresSaver", "pool_size"]
@@ -42,21 +43,35 @@ def pool_size(concurrency: int) -> int:
     return max(0, concurrency) + API_CONNECTIONS
 
 
+def _with_settings(statements: list[str]) -> Any:
+    """:func:`configure_connection`, then ``statements`` (the store's session settings)."""
+
+    async def configure(conn: Any) -> None:
+        await configure_connection(conn)
+        for statement in statements:
+            await conn.execute(statement)
+
+    return configure
+
+
 @asynccontextmanager
 async def open_postgres(
     uri: str,
     *,
     store_ttl: dict[str, Any] | None,
+    store_index: dict[str, Any] | None = None,
     concurrency: int,
     lease_seconds: float,
-) -> AsyncIterator[tuple[PostgresStorage, PostgresQueue, PostgresSaver, AsyncPostgresStore]]:
+) -> AsyncIterator[tuple[PostgresStorage, PostgresQueue, PostgresSaver, PostgresStore]]:
     """Open the deployment's database: (storage, queue, saver, store) on one pool.
 
     Connecting waits at most ~10 s; an unreachable server, an unknown database or
     refused credentials raise :class:`~graphdock.config.ConfigError` with one line
     naming the server (never the password), as does a schema that cannot be migrated.
     The schema (graphdock's, the saver's, the store's) is brought to the newest version
-    first. The store sweeps expired items (``store_ttl``, and items put with a TTL).
+    first. The store sweeps expired items (``store_ttl``, and items put with a TTL);
+    with ``store_index`` it has langgraph's pgvector index (a database without pgvector
+    raises ConfigError: see :mod:`graphdock.backends.postgres.store`).
     Everything is closed on exit; the queue is stopped (without grace) if it still runs.
     """
     setup_conn = await connect(uri)
@@ -68,12 +83,15 @@ async def open_postgres(
     }
     relaxed: AsyncConnectionPool[Any] | None = None
     try:
+        vectors: VectorIndex | None = None
+        if store_index:
+            vectors = await prepare_vector_index(setup_conn, uri, store_index)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             uri,
             min_size=min(2, pool_size(concurrency)),
             max_size=pool_size(concurrency),
             kwargs=pool_kwargs,
-            configure=configure_connection,
+            configure=_with_settings(vectors.session_settings) if vectors else configure_connection,
             open=False,
             name="graphdock",
         )
@@ -100,7 +118,7 @@ async def open_postgres(
         try:
             saver = PostgresSaver(pool, relaxed=relaxed)
             ttl = cast(TTLConfig, store_ttl or {"sweep_interval_minutes": 5})
-            store = AsyncPostgresStore(pool, ttl=ttl)
+            store = PostgresStore(pool, ttl=ttl, index=vectors.config if vectors else None)
             try:
                 await migrate(setup_conn, saver=saver, store=store)
             except psycopg.Error as exc:

@@ -50,6 +50,26 @@ _FINISH_RUN = (
 _LEASE = "now() + %s * interval '1 second'"
 
 
+def _waited(created_at: str) -> str:
+    return f"coalesce(greatest(0, extract(epoch FROM now() - {created_at})), 0)::float8"
+
+
+# counts by status off the status index; the wait of the oldest, median and oldest
+# unblocked pending run
+_QUEUE_STATS = f"""
+SELECT
+    count(*) FILTER (WHERE status = 'pending') AS n_pending,
+    count(*) FILTER (WHERE status = 'running') AS n_running,
+    {_waited("min(created_at) FILTER (WHERE status = 'pending')")} AS pending_runs_wait_time_max_secs,
+    {_waited("percentile_disc(0.5) WITHIN GROUP (ORDER BY created_at) FILTER (WHERE status = 'pending')")}
+        AS pending_runs_wait_time_med_secs,
+    (SELECT {_waited("min(p.created_at)")} FROM gd_runs p WHERE p.status = 'pending' AND NOT EXISTS
+        (SELECT 1 FROM gd_runs r WHERE r.thread_id = p.thread_id AND r.status = 'running'))
+        AS pending_unblocked_runs_wait_time_max_secs
+FROM gd_runs WHERE status IN ('pending', 'running')
+"""
+
+
 class RunRows(Rows):
     """Runs: the run methods of :class:`~graphdock.backends.base.Storage`."""
 
@@ -258,6 +278,17 @@ class RunRows(Rows):
             " AND status IN ('pending','running') ORDER BY created_at, run_id",
             (thread_id,),
         )
+
+    async def queue_stats(self) -> Row:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_QUEUE_STATS)
+            row = await cur.fetchone()
+        assert row is not None
+        return {key: (int(value) if key.startswith("n_") else float(value)) for key, value in row.items()}
+
+    async def ping(self) -> None:
+        async with self.pool.connection(timeout=2.0) as conn:
+            await conn.execute("SELECT 1")
 
     async def runs_with_status(self, statuses: Sequence[str]) -> list[Row]:
         return await self._all(

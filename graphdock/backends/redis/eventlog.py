@@ -174,6 +174,9 @@ class RedisEventLog(EventLog):
 
     # -- lifecycle -------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        await self.client.ping()
+
     async def start(self) -> None:
         await self._calibrate()
         await self.fanout.start()

@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, TypeVar
 
+from graphdock.backends.sqlite.vectors import enable_vectors
+
 logger = logging.getLogger("graphdock.sqlite")
 
 T = TypeVar("T")
@@ -74,6 +76,7 @@ class Database:
         self._wake = threading.Event()
         self._stop = False
         self._checkpointer: threading.Thread | None = None
+        self.vectors: str | None = None  # see enable_vectors
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -101,7 +104,19 @@ class Database:
         conn.execute("PRAGMA busy_timeout=30000")
         for name, fn in self.functions.items():
             conn.create_function(name, 2, fn, deterministic=True)
+        if self.vectors is not None:
+            enable_vectors(conn)
         return conn
+
+    def enable_vectors(self) -> str:
+        """Give the shared connection, and every connection opened after, the vector
+        distance functions of langgraph's SQLite store (sqlite-vec, or their Python
+        equivalents where this Python cannot load SQLite extensions: see
+        :mod:`graphdock.backends.sqlite.vectors`). Returns which."""
+        with self._lock:
+            if self.vectors is None:
+                self.vectors = enable_vectors(self.conn)
+            return self.vectors
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -14,6 +14,7 @@ read, until this storage changes them; nothing else writes them while the server
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -701,6 +702,12 @@ class SqliteStorage(CronRows, Storage):
             list(statuses),
         )
 
+    async def queue_stats(self) -> Row:
+        return await self._scan(_queue_stats)
+
+    async def ping(self) -> None:
+        await self._read(_count, "SELECT 1", ())
+
     async def release_run(self, run_id: str) -> None:
         await self._write(_release_run, run_id)
 
@@ -714,6 +721,37 @@ class SqliteStorage(CronRows, Storage):
 def _count(conn: Conn, sql: str, params: Sequence[Any]) -> int:
     (n,) = conn.execute(sql, params).fetchone()
     return int(n)
+
+
+def _queue_stats(conn: Conn) -> Row:
+    counts = dict(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM gd_runs WHERE status IN ('pending','running') GROUP BY status"
+        ).fetchall()
+    )
+    n_pending = int(counts.get("pending", 0))
+    oldest = median = unblocked = None
+    if n_pending:
+        pending = "SELECT created_at FROM gd_runs p WHERE status = 'pending'"
+        (oldest,) = conn.execute(f"{pending} ORDER BY created_at LIMIT 1").fetchone()
+        (median,) = conn.execute(f"{pending} ORDER BY created_at LIMIT 1 OFFSET ?", (n_pending // 2,)).fetchone()
+        row = conn.execute(
+            f"{pending} AND NOT EXISTS (SELECT 1 FROM gd_runs r WHERE r.thread_id = p.thread_id"
+            " AND r.status = 'running') ORDER BY created_at LIMIT 1"
+        ).fetchone()
+        unblocked = row[0] if row else None
+    now = serde.now()
+
+    def waited(created_at: str | None) -> float:
+        return 0.0 if created_at is None else max(0.0, (now - datetime.fromisoformat(created_at)).total_seconds())
+
+    return {
+        "n_pending": n_pending,
+        "n_running": int(counts.get("running", 0)),
+        "pending_runs_wait_time_max_secs": waited(oldest),
+        "pending_runs_wait_time_med_secs": waited(median),
+        "pending_unblocked_runs_wait_time_max_secs": waited(unblocked),
+    }
 
 
 def _update_thread(

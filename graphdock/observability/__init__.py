@@ -1,0 +1,1 @@
+"""Operating graphdock: metrics, structured logs and traces."""

@@ -1,0 +1,102 @@
+"""The outermost ASGI layer of graphdock's apps: request ids, request metrics, access log.
+
+Every HTTP request gets an id: the client's ``X-Request-ID`` when it sent a usable one
+(at most 200 printable ASCII characters, no spaces), else a new UUID. The id is echoed on
+the response and named in every log line written while the request is answered
+(:data:`graphdock.observability.logs.REQUEST_ID`). When the response has ended the
+request is counted in ``graphdock_http_requests_total`` and
+``graphdock_http_request_duration_seconds`` under its route template (the route the
+router, or the run fast path, matched: ``scope["route"]``), or
+:data:`~graphdock.observability.metrics.UNMATCHED`. With ``access_log`` one line per
+request is logged to ``graphdock.access``.
+
+Per request this costs a header scan, two clock reads, a dict lookup and the metric
+updates; label values are formatted once per (method, route, status).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from graphdock.observability import metrics
+from graphdock.observability.logs import REQUEST_ID
+
+access_logger = logging.getLogger("graphdock.access")
+
+_HEADER = b"x-request-id"
+
+
+def _client_request_id(value: bytes) -> str | None:
+    if 0 < len(value) <= 200 and all(0x21 <= byte <= 0x7E for byte in value):
+        return value.decode("ascii")
+    return None
+
+
+class RequestObserver:
+    """ASGI middleware: see the module's docstring."""
+
+    def _headers(self, scope: Any) -> dict[str, Any]:
+        if self.log_headers is None:
+            return {}
+        pairs = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
+        selected = self.log_headers.select(pairs)
+        return {"headers": selected} if selected else {}
+
+    def __init__(self, app: Any, *, access_log: bool = False, log_headers: Any = None) -> None:
+        self.app = app
+        self.access_log = access_log
+        # http.logging_headers: an object whose select((name, value) pairs) names the request
+        # headers the access log shows (none when it selects nothing)
+        self.log_headers = log_headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                request_id = _client_request_id(value)
+                break
+        if request_id is None:
+            request_id = str(uuid.uuid4())
+        token = REQUEST_ID.set(request_id)
+        header = (_HEADER, request_id.encode())
+        status = 500
+        started = time.perf_counter()
+
+        async def _send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED
+            metrics.http_request(scope["method"], route, status, elapsed)
+            if self.access_log:
+                client = scope.get("client")
+                access_logger.info(
+                    '%s "%s %s HTTP/%s" %d',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope["method"],
+                    scope["path"],
+                    scope.get("http_version", "1.1"),
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        **self._headers(scope),
+                    },
+                )
+            REQUEST_ID.reset(token)
