@@ -191,6 +191,8 @@ async def _on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.
 
 def session_manager() -> StreamableHTTPSessionManager:
     """The MCP transport of one API process (enter its ``run()`` for the app's lifetime)."""
+    # stateless: the transport logs the end of a "session" at INFO for every request
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     server: MCPServer[Any] = MCPServer(
         "graphdock",
         version=__version__,

@@ -57,7 +57,7 @@ OPEN = ord("O")  # body: JSON [run_id, thread_id, resumable]
 PUBLISH = ord("P")  # body: run id, 1-byte event name length, event name, data
 CLOSE = ord("E")  # body: run id
 DONE = ord("D")  # body: run id (the run's execution returned)
-METRICS = ord("M")  # body: JSON, one record of graphdock.observability.metrics (runs, tokens)
+METRICS = ord("M")  # body: JSON, a list of records of graphdock.observability.metrics (runs, tokens)
 # both ways
 TOPOLOGY = ord("T")  # body: JSON [graph_id, access_context, topology] (see hosting.topology)
 
@@ -281,7 +281,8 @@ class RunProcess:
             run_id, thread_id, resumable = serde.loads(body)
             events.open_now(run_id, thread_id, resumable=resumable)
         elif kind == METRICS:
-            metrics.apply(serde.loads(body))
+            for entry in serde.loads(body):
+                metrics.apply(entry)
         elif kind == TOPOLOGY:
             observe_topology(self._guard, body)
         elif kind == READY:

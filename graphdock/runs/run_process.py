@@ -16,7 +16,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Callable
+import threading
+from typing import Any, Callable
 
 from graphdock import serde
 from graphdock.backends.base import CancelAction
@@ -25,13 +26,44 @@ from graphdock.observability import logs, metrics
 from graphdock.runs import processes as wire
 
 
+METRICS_FLUSH_S = 1.0  # metric records not sent with a run's end go at the latest this late
+
+
 class RemoteEvents:
     """The executor's event log in a run process: events go to the server's log over the
-    socket; cancel signals come from it."""
+    socket; cancel signals come from it.
+
+    The run and token records of :mod:`graphdock.observability.metrics` made here
+    (:meth:`record`) are sent in one frame just before a run's end, so the server has
+    counted a run when its client sees it finish, and otherwise within
+    :data:`METRICS_FLUSH_S` (the tokens of a long run); not one frame each."""
 
     def __init__(self, channel: wire.FrameProtocol) -> None:
         self._channel = channel
         self.cancels = CancelSignals()  # fed by the server's cancel frames
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._metrics: list[Any] = []
+        self._flush_armed = False
+
+    def record(self, entry: Any) -> None:
+        """Queue one metrics record (from the event loop, or a sync node's thread)."""
+        self._metrics.append(entry)
+        if not self._flush_armed:
+            self._flush_armed = True
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_later(METRICS_FLUSH_S, self._timed_flush)
+            else:
+                self._loop.call_soon_threadsafe(self._loop.call_later, METRICS_FLUSH_S, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_armed = False
+        self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        if self._metrics:
+            entries, self._metrics = self._metrics, []
+            self._channel.write(wire.frame(wire.METRICS, serde.dumps(entries)))
 
     async def open(self, run_id: str, thread_id: str | None, *, resumable: bool) -> None:
         self._channel.write(wire.frame(wire.OPEN, serde.dumps([run_id, thread_id, resumable])))
@@ -45,6 +77,7 @@ class RemoteEvents:
             await self._channel.drain()  # the server reads slower than the graph writes
 
     async def close(self, run_id: str) -> None:
+        self.flush_metrics()  # counted before anyone sees the run end
         self._channel.write(wire.frame(wire.CLOSE, wire.run_id_bytes(run_id)))
 
     async def on_cancel(self, run_id: str, callback: Callable[[CancelAction], None]) -> list[CancelAction]:
@@ -97,7 +130,7 @@ async def serve(fd: int) -> None:
         )
         events = RemoteEvents(channel)
         # the runs and token usage counted here appear on the server process's /metrics
-        metrics.forward_to(lambda entry: channel.write(wire.frame(wire.METRICS, serde.dumps(entry))))
+        metrics.forward_to(events.record)
         executor = Executor(
             storage, hosting, events, run_timeout=settings.run_timeout, max_attempts=settings.max_attempts  # type: ignore[arg-type]
         )
