@@ -20,7 +20,6 @@ import asyncio
 import importlib
 import importlib.util
 import math
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +27,7 @@ from langchain_core.embeddings import Embeddings
 from langgraph.store.base.embed import ensure_embeddings
 
 from graphdock.config import Config, ConfigError
+from graphdock.hosting.loader import import_file
 
 __all__ = ["CheckedEmbeddings", "EmbeddingError", "load_embeddings", "resolve_store_index"]
 
@@ -125,21 +125,7 @@ def _from_file(base_dir: Path, path: str, attr: str, embed: str) -> Any:
     if not file_path.is_file():
         raise ConfigError(f"store.index.embed: file {file_path} does not exist ({embed})")
     stem = "".join(c if c.isalnum() else "_" for c in str(file_path.with_suffix(""))).strip("_")
-    name = f"graphdock_user_embeddings.{stem}"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, file_path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"store.index.embed: cannot import {file_path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            raise ConfigError(
-                f"store.index.embed: importing {file_path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+    module = import_file(file_path, f"graphdock_user_embeddings.{stem}", "store.index.embed")
     if not hasattr(module, attr):
         raise ConfigError(f"store.index.embed: {path} has no attribute '{attr}'")
     return getattr(module, attr)

@@ -47,28 +47,32 @@ def _module_name_for(path: Path) -> str:
     return f"graphdock_user_graphs.{stem.strip('_')}"
 
 
+def import_file(file_path: Path, name: str, what: str) -> ModuleType:
+    """The Python file ``file_path`` imported as module ``name`` (once: a module already
+    imported under that name is returned; a failed import is not kept). A file that cannot
+    be imported is a :class:`ConfigError` starting with ``what`` (the configuration key)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, file_path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"{what}: cannot import {file_path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ConfigError(f"{what}: importing {file_path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
 def _import_module(spec: GraphSpec, base_dir: Path) -> ModuleType:
     if spec.is_file:
         file_path = (base_dir / spec.path).resolve()
         if not file_path.is_file():
             raise ConfigError(f"graph '{spec.graph_id}': file {file_path} does not exist")
         name = _module_name_for(file_path.relative_to(file_path.anchor))
-        if name in sys.modules:
-            return sys.modules[name]
-        module_spec = importlib.util.spec_from_file_location(name, file_path)
-        if module_spec is None or module_spec.loader is None:
-            raise ConfigError(f"graph '{spec.graph_id}': cannot import {file_path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            raise ConfigError(
-                f"graph '{spec.graph_id}': importing {file_path} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        return module
+        return import_file(file_path, name, f"graph '{spec.graph_id}'")
     try:
         return importlib.import_module(spec.path)
     except Exception as exc:
