@@ -199,3 +199,22 @@ def test_misconfiguration_stops_start_up_with_one_line(
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
+
+
+async def test_a_saver_that_cannot_delete_threads_still_lets_threads_be_deleted(caplog):
+    """Unit: BaseCheckpointSaver.adelete_thread raises NotImplementedError; deleting a thread
+    must not fail on it (the thread's row is already gone), and says so once."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphdock.backends.custom import CustomSaver
+
+    class NoDelete(InMemorySaver):
+        async def adelete_thread(self, thread_id: str) -> None:
+            raise NotImplementedError
+
+    saver = CustomSaver(NoDelete())
+    with caplog.at_level("WARNING", logger="graphdock.backends"):
+        await saver.adelete_thread("t1")
+        await saver.adelete_thread("t2")
+    said = [r for r in caplog.records if "does not implement adelete_thread" in r.getMessage()]
+    assert len(said) == 1 and "NoDelete" in said[0].getMessage()

@@ -16,8 +16,8 @@ deleted (``adelete_thread``) and the checkpoints kept put back (``aput``, ``aput
 with their ids and parents. That rewrite is not atomic (a reader in between sees fewer
 checkpoints, a crash in between loses them), and it keeps the pending writes of the root
 namespace only; it happens on rollbacks, prunes and ``keep_latest`` TTL sweeps, never on
-a run's hot path. A saver without ``adelete_thread`` cannot delete threads (a 500 from the
-saver's NotImplementedError, logged).
+a run's hot path. With a saver without ``adelete_thread`` a deleted thread's checkpoints
+stay in the saver (a warning says so, once); the thread itself is deleted.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ class CustomSaver(BaseCheckpointSaver, Housekeeping):  # type: ignore[misc]
 
     def __init__(self, saver: BaseCheckpointSaver) -> None:
         self.saver = saver
+        self._said_cannot_delete = False
 
     @property  # type: ignore[override]
     def serde(self) -> Any:
@@ -176,7 +177,17 @@ class CustomSaver(BaseCheckpointSaver, Housekeeping):  # type: ignore[misc]
         await self.saver.aput_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self.saver.adelete_thread(thread_id)
+        try:
+            await self.saver.adelete_thread(thread_id)
+        except NotImplementedError:
+            # the thread is gone from graphdock (its row was deleted first); its checkpoints
+            # stay in a saver that cannot delete them, which is said once
+            if not self._said_cannot_delete:
+                self._said_cannot_delete = True
+                logger.warning(
+                    "checkpointer.path: %s does not implement adelete_thread; the checkpoints of "
+                    "deleted threads stay in it", type(self.saver).__name__,
+                )
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self.saver.acopy_thread(source_thread_id, target_thread_id)
