@@ -1,7 +1,8 @@
 """The request body size limit (``--max-body-size``).
 
 A request whose ``Content-Length`` is over the limit is answered 413 before anything
-reads its body. A body without a length (chunked) is counted as it is received: the
+reads its body; one within it passes untouched (the HTTP server reads no more than the
+length says). A body without a length (chunked) is counted as it is received: the
 chunk that passes the limit raises :class:`BodyTooLarge` in whatever is reading it (a
 route's body parsing, the run fast path, a route reading the raw body), and the answer
 is the same 413. The layer sits in front of everything that reads a body.
@@ -54,6 +55,11 @@ class BodySizeLimit:
             if name == b"content-length":
                 if value.strip().isdigit() and int(value) > limit:
                     await self._refuse(scope, receive, send, BodyTooLarge(limit))
+                    return
+                if value.strip().isdigit():
+                    # the server reads exactly that many bytes (what follows is the next
+                    # request): nothing to count
+                    await self.app(scope, receive, send)
                     return
                 break
         received = 0

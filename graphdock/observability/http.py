@@ -1,7 +1,8 @@
 """The outermost ASGI layer of graphdock's apps: request ids, request metrics, access log.
 
 Every HTTP request gets an id: the client's ``X-Request-ID`` when it sent a usable one
-(at most 200 printable ASCII characters, no spaces), else a new UUID. The id is echoed on
+(at most 200 printable ASCII characters, no spaces), else 128 new random bits written
+as a UUID is (``8-4-4-4-12`` hex digits). The id is echoed on
 the response and named in every log line written while the request is answered
 (:data:`graphdock.observability.logs.REQUEST_ID`). When the response has ended the
 request is counted in ``graphdock_http_requests_total`` and
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
+import os
 from typing import Any
 
 from graphdock.observability import metrics
@@ -33,6 +34,12 @@ def _client_request_id(value: bytes) -> str | None:
     if 0 < len(value) <= 200 and all(0x21 <= byte <= 0x7E for byte in value):
         return value.decode("ascii")
     return None
+
+
+def _new_request_id() -> str:
+    # a third of uuid4()'s cost: no UUID object, no version bits
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class RequestObserver:
@@ -62,7 +69,7 @@ class RequestObserver:
                 request_id = _client_request_id(value)
                 break
         if request_id is None:
-            request_id = str(uuid.uuid4())
+            request_id = _new_request_id()
         token = REQUEST_ID.set(request_id)
         header = (_HEADER, request_id.encode())
         status = 500

@@ -3,7 +3,7 @@
 Counters and histograms live in :data:`REGISTRY`, one per process: HTTP requests (labelled
 by route template, never by raw path), runs (by graph and final status), their queue wait,
 and the LLM token usage of the messages graphs produce (:class:`TokenUsage`, a callback
-handler the executor attaches to every run). Gauges that describe the deployment (the
+handler the executor attaches to every run once a chat model class exists in the process). Gauges that describe the deployment (the
 queue) or the process's state (run slots, run processes, stream subscribers) are set when
 ``/metrics`` is scraped (:func:`observe`), so they cost nothing in between.
 
@@ -14,6 +14,7 @@ server process hands to run processes are counted on its own ``/metrics``.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from typing import Any, Callable, Iterable
@@ -123,9 +124,32 @@ streams_open = 0
 
 _http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+# Requests and run records are appended here (one list append on the hot path) and
+# applied to the Prometheus metrics in bulk by flush(): before every scrape, and whenever
+# _FLUSH_AT records have gathered (so memory stays bounded without scrapes).
+_pending: list[tuple[Any, ...]] = []
+_FLUSH_AT = 2048
+
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request (``route``: its template, or :data:`UNMATCHED`)."""
+    _pending.append((method, route, status, seconds))
+    if len(_pending) >= _FLUSH_AT:
+        flush()
+
+
+def flush() -> None:
+    """Apply the requests and run records gathered since the last flush."""
+    global _pending
+    entries, _pending = _pending, []
+    for entry in entries:
+        if type(entry) is list:  # a run record (apply's)
+            _apply(entry)
+        else:
+            _http_apply(*entry)
+
+
+def _http_apply(method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     children = _http_children.get(key)
     if children is None:
@@ -192,21 +216,54 @@ def _record(entry: list[Any]) -> None:
         apply(entry)
 
 
+_run_children: dict[tuple[str, str], tuple[Any, Any]] = {}  # (graph, status) -> children
+_wait_children: dict[str, Any] = {}
+
+
 def apply(entry: list[Any]) -> None:
-    """Record one entry of :func:`run_started`, :func:`run_finished` or :func:`tokens`."""
+    """Record one entry of :func:`run_started`, :func:`run_finished` or :func:`tokens`
+    (applied to the metrics at the next :func:`flush`)."""
+    _pending.append(entry)
+    if len(_pending) >= _FLUSH_AT:
+        flush()
+
+
+def _apply(entry: list[Any]) -> None:
     kind = entry[0]
     if kind == "run":
         _, graph_id, status, seconds = entry
-        RUNS.labels(graph_id, status).inc()
+        children = _run_children.get((graph_id, status))
+        if children is None:
+            children = (RUNS.labels(graph_id, status), RUN_DURATION.labels(graph_id, status))
+            _run_children[(graph_id, status)] = children
+        children[0].inc()
         if seconds is not None:
-            RUN_DURATION.labels(graph_id, status).observe(seconds)
+            children[1].observe(seconds)
     elif kind == "wait":
-        RUN_QUEUE_WAIT.labels(entry[1]).observe(entry[2])
+        child = _wait_children.get(entry[1])
+        if child is None:
+            child = _wait_children[entry[1]] = RUN_QUEUE_WAIT.labels(entry[1])
+        child.observe(entry[2])
     elif kind == "tokens":
         _, graph_id, model, n_input, n_output, n_total = entry
         for kind_name, n in (("input", n_input), ("output", n_output), ("total", n_total)):
             if n:
                 LLM_TOKENS.labels(graph_id, model, kind_name).inc(n)
+
+
+#: the module every langchain chat model class comes from (``BaseChatModel``)
+_CHAT_MODELS = "langchain_core.language_models.chat_models"
+
+
+def token_usage(graph_id: str) -> "TokenUsage | None":
+    """The handler that counts a run's tokens, or None while this process has no chat
+    model class at all (``BaseChatModel``'s module not imported: no model call can
+    happen, and no handler costs langchain a dispatch on every node's start and end).
+    A graph that imports its chat model only inside a node has the tokens of the run
+    that imported it uncounted; every run after it is counted."""
+    if _CHAT_MODELS not in sys.modules:
+        return None
+    return TokenUsage(graph_id)
 
 
 class TokenUsage(BaseCallbackHandler):
@@ -271,12 +328,14 @@ def observe(
 
 
 def prometheus_text() -> bytes:
+    flush()
     return generate_latest(REGISTRY)
 
 
 def as_json(queue: dict[str, Any], *, slots: int, busy: int) -> dict[str, Any]:
     """The ``format=json`` document: the queue, this process's run slots, and the samples
     of the request, run and token metrics."""
+    flush()
 
     def samples(metric: Any, suffix: str) -> list[dict[str, Any]]:
         out = []

@@ -336,8 +336,11 @@ class Executor:
             user = AuthenticatedUser.from_dict(user)
             configurable["langgraph_auth_user"] = user
         # the token usage of the chat model messages the graph produces (graphdock_llm_tokens_total)
-        callbacks = config.get("callbacks")
-        config["callbacks"] = [*(callbacks if isinstance(callbacks, list) else ()), metrics.TokenUsage(self._graph_id(run))]
+        # (only once a chat model class exists in this process: see metrics.token_usage)
+        usage = metrics.token_usage(self._graph_id(run))
+        if usage is not None:
+            callbacks = config.get("callbacks")
+            config["callbacks"] = [*(callbacks if isinstance(callbacks, list) else ()), usage]
         if tracing.enabled:  # node, LLM and tool spans; the run span's context for the graph
             config = tracing.traced_config(config)
         open_kwargs: dict[str, Any] = {"config": config, "context": context, "user": user}
