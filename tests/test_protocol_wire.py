@@ -412,6 +412,76 @@ def test_websocket_run_start_on_the_socket_creates_the_thread(wire_server):
     assert values[-1] == {"items": ["ws", "a", "b"]}
 
 
+def _ws_until(ws: Any, done: Any, limit: int = 200) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while not done(out):
+        out.append(json.loads(ws.recv(timeout=10)))
+        assert len(out) < limit, out
+    return out
+
+
+def _responses(ids: set[int]) -> Any:
+    """Until every command in ``ids`` is answered and a run's end has been seen."""
+    return lambda out: {m.get("id") for m in out if m["type"] != "event"} >= ids and any(
+        m["type"] == "event" and _root_terminal(m) for m in out
+    )
+
+
+def test_websocket_subscriptions_opened_together_see_one_ordered_history(wire_server, http):
+    """The SDKs open a lifecycle subscription and a values subscription one after the other
+    once run.start answers. For a run that has already ended, the second one's values
+    arrive before the run's end (which both match): one stream per connection, each event
+    once, in seq order."""
+    tid = str(uuid.uuid4())
+    start(http, tid, "simple", {"items": []})
+    frames(http, tid, {"channels": ["lifecycle"]})  # the run has ended
+    with connect(_ws_url(wire_server, tid)) as ws:
+        ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["lifecycle", "input"]}}))
+        ws.send(json.dumps({"id": 2, "method": "subscription.subscribe", "params": {"channels": ["values", "lifecycle", "input"]}}))
+        out = _ws_until(ws, _responses({1, 2}))
+    events = [m for m in out if m["type"] == "event"]
+    end = next(i for i, m in enumerate(events) if _root_terminal(m))
+    values = [m["params"]["data"] for m in events if m["method"] == "values"]
+    assert values and values[-1] == {"items": ["a", "b"]}
+    assert all(m["method"] != "values" for m in events[end:]), [m["method"] for m in events]
+    seqs = [m["seq"] for m in events]
+    assert seqs == sorted(seqs) and len({m["event_id"] for m in events}) == len(events)
+
+
+def test_websocket_late_subscription_gets_what_the_connection_has_read(wire_server, http):
+    tid = str(uuid.uuid4())
+    start(http, tid, "simple", {"items": []})
+    with connect(_ws_url(wire_server, tid)) as ws:
+        ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["lifecycle"]}}))
+        first = _ws_until(ws, _responses({1}))
+        assert [m["method"] for m in first if m["type"] == "event"][-1] == "lifecycle"
+        # joins the connection's stream: the values it missed, then the run's end again
+        ws.send(json.dumps({"id": 2, "method": "subscription.subscribe", "params": {"channels": ["values"]}}))
+        assert json.loads(ws.recv(timeout=10))["id"] == 2
+        values = [json.loads(ws.recv(timeout=10)) for _ in range(3)]
+        assert [m["params"]["data"] for m in values] == [{"items": []}, {"items": ["a"]}, {"items": ["a", "b"]}]
+        # since: from a position the connection read past: replayed from there
+        ws.send(json.dumps({"id": 3, "method": "subscription.subscribe", "params": {"channels": ["values"], "since": values[0]["seq"]}}))
+        assert json.loads(ws.recv(timeout=10))["id"] == 3
+        assert [json.loads(ws.recv(timeout=10))["event_id"] for _ in range(2)] == [m["event_id"] for m in values[1:]]
+
+
+def test_websocket_subscription_from_before_the_connection_reads_on_its_own(wire_server, http):
+    tid = str(uuid.uuid4())
+    start(http, tid, "simple", {"items": []})
+    events = frames(http, tid, {"channels": ["values", "lifecycle"]})
+    values = [e for e in events if e["method"] == "values"]
+    with connect(_ws_url(wire_server, tid)) as ws:
+        # the connection's stream starts after the second values event
+        ws.send(json.dumps({"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values", "lifecycle"], "since": values[1]["seq"]}}))
+        out = _ws_until(ws, _responses({1}))
+        assert [m["event_id"] for m in out if m.get("method") == "values"] == [values[2]["event_id"]]
+        # a subscription without since wants every kept event: a stream of its own
+        ws.send(json.dumps({"id": 2, "method": "subscription.subscribe", "params": {"channels": ["values"]}}))
+        assert json.loads(ws.recv(timeout=10))["id"] == 2
+        assert [json.loads(ws.recv(timeout=10))["event_id"] for _ in range(3)] == [e["event_id"] for e in values]
+
+
 def test_input_respond_to_several_interrupts_at_once(http):
     tid = str(uuid.uuid4())
     start(http, tid, "multi_interrupt", {"items": []})

@@ -9,9 +9,18 @@ connection's subscriptions (all, or the listed ones) from ``last_event_id`` (an 
 or a seq). Every other command is answered as over HTTP
 (:class:`graphdock.protocol.commands.Commands`).
 
-Each subscription reads the thread stream on its own, so an event matching two
-subscriptions of one connection is sent twice (with the same ``event_id``, which clients
-deduplicate).
+The connection reads the thread's stream once, from its first subscription on, and sends
+each event once, in ``seq`` order, when any of its subscriptions matches it (clients fan
+events out to their subscriptions by filter, as the SDKs do). A subscription opened later
+gets the events it missed from what the connection has read (the last
+:data:`RECENT` events) and joins that stream, so subscriptions that a client opens together
+see one ordered history. And a run's end (the root's terminal ``lifecycle`` event) is sent
+no sooner than :data:`SETTLE` seconds after the connection's latest subscribe: a client
+that opens its subscriptions one after another (the SDKs open one for the lifecycle and
+one for the values as soon as ``run.start`` answers) has them all before a fast run is
+seen ending, so none of them stops reading before its replay has arrived. One that asks for events from before that
+(an earlier ``since``) reads the thread's stream on its own; an event it shares with the
+others is then sent twice, with the same ``event_id``, which clients deduplicate.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -30,19 +40,38 @@ from graphdock.backends.base import EventLog, Storage
 from graphdock.errors import APIError
 from graphdock.protocol.commands import CommandError, Commands, parse_envelope
 from graphdock.protocol.streams import ThreadStream, open_thread_stream
-from graphdock.protocol.wire import Filter, error, parse_filter, success
+from graphdock.protocol.wire import Filter, OutEvent, error, parse_filter, success
 
 logger = logging.getLogger("graphdock.protocol")
 
 Send = Callable[[bytes], Awaitable[None]]
 
+#: events of the connection's stream kept for subscriptions that join it later: at most
+#: this many, and this many bytes of them
+RECENT = 1024
+RECENT_BYTES = 4 * 1024 * 1024
+#: seconds after a subscribe before a run's end goes out on that connection
+SETTLE = 0.03
+
+
+def _ends_run(event: OutEvent) -> bool:
+    """Whether ``event`` is the root's terminal lifecycle event (the end of a run)."""
+    if event.method != "lifecycle" or event.namespace:
+        return False
+    data = orjson.loads(event.json).get("params", {}).get("data")
+    return isinstance(data, dict) and data.get("event") != "running"
+
 
 @dataclass
 class _Subscription:
     filter: Filter
-    since: int | None
-    task: asyncio.Task[None] | None = None
-    stream: ThreadStream | None = None
+    since: int  # it gets the events with seq > since (-1: every kept event)
+    shared: bool = False  # served by the connection's stream (else by a stream of its own)
+    stream: ThreadStream | None = None  # its own stream, until its pump starts
+    task: asyncio.Task[None] | None = None  # its own stream's pump
+
+    def wants(self, event: OutEvent) -> bool:
+        return event.seq > self.since and self.filter.matches(event.channel, event.namespace)
 
 
 def _cursor(value: Any) -> int | None:
@@ -88,8 +117,16 @@ class SocketSession:
         self.auth = auth
         self._send = send
         self._heartbeat = heartbeat
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one frame at a time
         self._subscriptions: dict[str, _Subscription] = {}
+        # the connection's stream: what it has delivered, under _deliver (a subscription
+        # joins it between two of its batches)
+        self._deliver = asyncio.Lock()
+        self._shared: asyncio.Task[None] | None = None
+        self._recent: deque[OutEvent] = deque()
+        self._recent_bytes = 0
+        self._forgotten = -1  # events with seq <= this may be missing from _recent
+        self._subscribed_at = 0.0  # loop time of the latest subscribe or reconnect
         self._gone = False
         self._readable = readable
         self._refuse = refuse
@@ -152,12 +189,45 @@ class SocketSession:
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             raise CommandError("invalid_argument", "subscription.subscribe: since must be a non-negative integer")
         subscription_id = serde.uuid7()
-        sub = _Subscription(flt, since)
+        sub = _Subscription(flt, -1 if since is None else since)
         self._subscriptions[subscription_id] = sub
-        # subscribed before the response goes out: nothing published from now on is missed
-        sub.stream = open_thread_stream(self.events, self.storage, self.thread_id, since)
-        await self.send(serde.dumps(success(command_id, {"subscription_id": subscription_id, "replayed_events": 0})))
-        sub.task = asyncio.create_task(self._pump(sub))
+        async with self._deliver:
+            # joined before the response goes out: nothing published from now on is missed
+            replay = self._join([sub])
+            await self.send(serde.dumps(success(command_id, {"subscription_id": subscription_id, "replayed_events": 0})))
+            await self._replay(replay, [sub])
+
+    def _open(self, since: int) -> ThreadStream:
+        return open_thread_stream(self.events, self.storage, self.thread_id, None if since < 0 else since)
+
+    def _join(self, subs: list[_Subscription]) -> list[OutEvent]:
+        """Serve ``subs`` (all with the same ``since``) from the connection's stream, opened
+        now if there is none: the events they missed, for :meth:`_replay` to send before
+        the stream's next batch (with ``_deliver`` held). Subscriptions that want events the
+        connection has not kept get streams of their own (opened here, their pumps started
+        by :meth:`_replay`)."""
+        since = subs[0].since
+        self._subscribed_at = asyncio.get_running_loop().time()
+        if self._shared is None or self._shared.done():
+            self._recent.clear()
+            self._recent_bytes = 0
+            self._forgotten = since
+            self._shared = asyncio.create_task(self._pump_shared(self._open(since)))
+        elif since < self._forgotten:
+            for sub in subs:
+                sub.stream = self._open(since)
+            return []
+        for sub in subs:
+            sub.shared = True
+        return [event for event in self._recent if any(sub.wants(event) for sub in subs)]
+
+    async def _replay(self, replay: list[OutEvent], subs: list[_Subscription]) -> None:
+        for event in replay:
+            await self.send(event.json)
+        for sub in subs:
+            stream, sub.stream = sub.stream, None
+            if stream is not None:
+                sub.task = asyncio.create_task(self._pump_own(sub, stream))
 
     async def readable(self) -> bool:
         """Whether the user may read the thread's events now. A connection opened before its
@@ -178,16 +248,16 @@ class SocketSession:
         self._readable = True
         return True
 
-    async def _pump(self, sub: _Subscription) -> None:
-        stream = sub.stream
-        assert stream is not None
+    async def _pump(self, stream: ThreadStream, deliver: Callable[[list[OutEvent]], Awaitable[None]]) -> None:
         try:
             async for batch in stream.ticking(self._heartbeat):
-                if batch is None or not await self.readable():
+                if batch is None:
                     continue
-                for event in batch:
-                    if sub.filter.matches(event.channel, event.namespace):
-                        await self.send(event.json)
+                if await self.readable():
+                    await self._settle(batch)
+                    await deliver(batch)
+                elif self._shared is asyncio.current_task():
+                    self._forgotten = max(self._forgotten, batch[-1].seq)  # not sent, so not kept
         except (asyncio.CancelledError, ConnectionGone):
             pass
         except Exception:
@@ -197,12 +267,47 @@ class SocketSession:
         finally:
             await stream.aclose()
 
-    async def _stop(self, sub: _Subscription) -> None:
-        if sub.task is not None:
-            sub.task.cancel()
+    async def _settle(self, batch: list[OutEvent]) -> None:
+        """Hold a batch that ends a run until :data:`SETTLE` seconds after the latest
+        subscribe (see the module's docstring)."""
+        loop = asyncio.get_running_loop()
+        if self._subscribed_at + SETTLE <= loop.time() or not any(_ends_run(event) for event in batch):
+            return
+        while (wait := self._subscribed_at + SETTLE - loop.time()) > 0:
+            await asyncio.sleep(wait)
+
+    async def _pump_shared(self, stream: ThreadStream) -> None:
+        async def deliver(batch: list[OutEvent]) -> None:
+            async with self._deliver:
+                for event in batch:
+                    self._keep(event)
+                    if any(sub.shared and sub.wants(event) for sub in self._subscriptions.values()):
+                        await self.send(event.json)
+
+        await self._pump(stream, deliver)
+
+    def _keep(self, event: OutEvent) -> None:
+        self._recent.append(event)
+        self._recent_bytes += len(event.json)
+        while len(self._recent) > RECENT or (self._recent_bytes > RECENT_BYTES and len(self._recent) > 1):
+            dropped = self._recent.popleft()
+            self._recent_bytes -= len(dropped.json)
+            self._forgotten = max(self._forgotten, dropped.seq)
+
+    async def _pump_own(self, sub: _Subscription, stream: ThreadStream) -> None:
+        async def deliver(batch: list[OutEvent]) -> None:
+            for event in batch:
+                if sub.filter.matches(event.channel, event.namespace):
+                    await self.send(event.json)
+
+        await self._pump(stream, deliver)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sub.task
-        sub.task = None
+                await task
 
     async def _unsubscribe(self, command_id: int, params: dict[str, Any]) -> dict[str, Any]:
         unknown = set(params) - {"subscription_id"}
@@ -214,7 +319,10 @@ class SocketSession:
         sub = self._subscriptions.pop(subscription_id, None)
         if sub is None:
             raise CommandError("no_such_subscription", f"no subscription {subscription_id} on this connection")
-        await self._stop(sub)
+        await self._cancel(sub.task)
+        if not any(other.shared for other in self._subscriptions.values()):
+            shared, self._shared = self._shared, None  # nothing left to serve
+            await self._cancel(shared)
         return success(command_id, {})
 
     async def _reconnect(self, command_id: int, params: dict[str, Any]) -> None:
@@ -233,17 +341,21 @@ class SocketSession:
         ids = list(self._subscriptions) if wanted is None else wanted
         restored = bool(ids) and all(i in self._subscriptions for i in ids)
         again = [sub for sub in (self._subscriptions.get(i) for i in ids) if sub is not None]
-        for sub in again:
-            await self._stop(sub)
-            sub.since = since
-            sub.stream = open_thread_stream(self.events, self.storage, self.thread_id, since)
-        # the response goes out before the replayed events
-        await self.send(serde.dumps(success(command_id, {"restored": restored})))
-        for sub in again:
-            sub.task = asyncio.create_task(self._pump(sub))
+        async with self._deliver:
+            for sub in again:
+                await self._cancel(sub.task)
+                sub.task, sub.shared, sub.since = None, False, -1 if since is None else since
+            replay = self._join(again) if again else []
+            # the response goes out before the replayed events
+            await self.send(serde.dumps(success(command_id, {"restored": restored})))
+            await self._replay(replay, again)
 
     async def close(self) -> None:
         """End every subscription (the connection is gone)."""
         for sub in list(self._subscriptions.values()):
-            await self._stop(sub)
+            await self._cancel(sub.task)
+            if sub.stream is not None:
+                await sub.stream.aclose()
         self._subscriptions.clear()
+        shared, self._shared = self._shared, None
+        await self._cancel(shared)
