@@ -17,6 +17,7 @@ backend, so a request behaves the same wherever it is served:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -74,6 +75,31 @@ def json_problem(value: Any, where: str = "") -> str | None:
                 return _too_deep(_path(entry, where))
             stack.extend((child, entry, i, depth + 1) for i, child in enumerate(item))
     return None
+
+
+#: a NUL or lone surrogate escape in a JSON text
+_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+#: every digit to ``0``, every other byte to a space: a run of 19 ``0`` is an integer of 19
+#: digits or more (orjson decodes integers up to 2**64 - 1)
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_INT = b"0" * 19
+
+#: the validation context that says a body's values were judged storable from its bytes
+RAW_CHECKED = {"storable": True}
+
+
+def raw_json_storable(text: bytes) -> bool:
+    """Whether a JSON text that orjson decoded is storable, judged from its bytes (True:
+    :func:`json_problem` would find nothing in the decoded value; False: it has to look).
+    orjson itself refuses raw control characters, NaN, Infinity and numbers out of a
+    double's range; what it accepts that :func:`json_problem` does not shows in the text
+    as a ``\\u0000`` or ``\\udXXX`` escape, a run of 19 digits, or (nesting) as brackets.
+    A few scans of the bytes in C: a third of walking the decoded value."""
+    return (
+        text.count(b"[") + text.count(b"{") < MAX_JSON_DEPTH
+        and _LONG_INT not in text.translate(_DIGITS)
+        and (b"\\u" not in text or _ESCAPE.search(text) is None)
+    )
 
 
 def _path(entry: tuple[Any, Any, Any, int], where: str) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from graphdock.bounds import (
-    MAX_DELAY_SECONDS, MAX_INT32, MAX_INT64, MAX_OFFSET, MAX_TTL_MINUTES, MIN_TTL_MINUTES, check_json,
+    MAX_DELAY_SECONDS, MAX_INT32, MAX_INT64, MAX_OFFSET, MAX_TTL_MINUTES, MIN_TTL_MINUTES, RAW_CHECKED,
+    check_json,
 )
 
 Metadata = Optional[dict[str, Any]]
@@ -38,11 +39,14 @@ class Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _storable(cls, data: Any) -> Any:
+    def _storable(cls, data: Any, info: ValidationInfo) -> Any:
         """Every value storable on every backend (:mod:`graphdock.bounds`): 422 naming
         the first one that is not (a NUL character, a non-finite or oversized number,
         nesting too deep). Fields in ``_checked_by_service`` are left to the service, whose
-        own message names the problem (a store namespace's labels)."""
+        own message names the problem (a store namespace's labels). Nothing to look at
+        when the body's bytes said so (``bounds.RAW_CHECKED``: the run fast path)."""
+        if info.context is RAW_CHECKED:
+            return data
         if cls._checked_by_service and isinstance(data, dict):
             check_json({k: v for k, v in data.items() if k not in cls._checked_by_service})
             return data

@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from graphdock.api.errors import error_response
 from graphdock.auth import request_auth
+from graphdock.bounds import RAW_CHECKED, raw_json_storable
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -103,7 +104,9 @@ class RunFastPath:
         match, model, answer = route
         body = await _read_body(receive)
         try:
-            parsed = model.model_validate(orjson.loads(body)) if body else None
+            # the bounds check of every value, done on the bytes when they allow it
+            context = RAW_CHECKED if raw_json_storable(body) else None
+            parsed = model.model_validate(orjson.loads(body), context=context) if body else None
         except (orjson.JSONDecodeError, ValidationError):
             parsed = None
         if parsed is None:  # the app answers, with its own error message

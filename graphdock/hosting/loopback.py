@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import secrets
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, AsyncIterator, Iterator, Mapping
 
@@ -75,10 +74,10 @@ _secret: str | None = None  # the secret relayed requests must carry (server pro
 # -- the calling user ----------------------------------------------------------
 
 
-@contextmanager
-def calling_run(run: Mapping[str, Any]) -> Iterator[None]:
-    """While executing ``run``: the in-process client acts as the run's user (the one stored
-    with the run), or, for a run without one, authenticates normally."""
+def calling_run(run: Mapping[str, Any]) -> contextvars.Token[AuthContext | None]:
+    """While executing ``run`` (until ``CALLER.reset`` of what this returns): the in-process
+    client acts as the run's user (the one stored with the run), or, for a run without one,
+    authenticates normally."""
     configurable = ((run.get("kwargs") or {}).get("config") or {}).get("configurable") or {}
     user = configurable.get("langgraph_auth_user")
     if isinstance(user, Mapping) and not isinstance(user, AuthenticatedUser) and "identity" in user:
@@ -86,11 +85,7 @@ def calling_run(run: Mapping[str, Any]) -> Iterator[None]:
     caller = None
     if user is not None:
         caller = AuthContext(user=user, permissions=list(configurable.get("langgraph_auth_permissions") or []))
-    token = CALLER.set(caller)
-    try:
-        yield
-    finally:
-        CALLER.reset(token)
+    return CALLER.set(caller)
 
 
 def caller_of(conn: Any) -> AuthContext | None:

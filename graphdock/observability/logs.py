@@ -20,14 +20,16 @@ import os
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
 #: the id of the request being answered (see graphdock.observability.middleware)
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphdock_request_id", default=None)
 #: the run being executed: run_id, thread_id, assistant_id
-RUN: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("graphdock_run", default=None)
+RUN: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("graphdock_run", default=None)
+#: the keys of the current run (:data:`RUN`) a log line names
+_RUN_KEYS = ("run_id", "thread_id", "assistant_id")
 
 ENV = "LOG_JSON"
 PLAIN_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -60,7 +62,10 @@ class JSONFormatter(logging.Formatter):
             entry["request_id"] = request_id
         run = RUN.get()
         if run:
-            entry.update(run)
+            for key in _RUN_KEYS:
+                value = run.get(key)
+                if value is not None:
+                    entry[key] = str(value)
         if _otel_trace is not None:
             context = _otel_trace.get_current_span().get_span_context()
             if context.is_valid:
@@ -185,8 +190,7 @@ def _log_unraisable(unraisable: Any) -> None:
     )
 
 
-def bind_run(run: dict[str, Any]) -> contextvars.Token[dict[str, str] | None]:
-    """Name the run the current task executes in its log lines (undo with ``RUN.reset``)."""
-    return RUN.set(
-        {key: str(run[key]) for key in ("run_id", "thread_id", "assistant_id") if run.get(key) is not None}
-    )
+def bind_run(run: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any] | None]:
+    """Name the run the current task executes in its log lines (undo with ``RUN.reset``;
+    the run's ids are read when a line is written)."""
+    return RUN.set(run)

@@ -1,8 +1,9 @@
 """Prometheus metrics of one graphdock process, served at ``GET /metrics``.
 
 Counters and histograms live in :data:`REGISTRY`, one per process: HTTP requests (labelled
-by route template, never by raw path), runs (by graph and final status), their queue wait,
-and the LLM token usage of the messages graphs produce (:class:`TokenUsage`, a callback
+by route template, never by raw path), runs (by graph and final status) and their queue
+wait (series of :mod:`graphdock.observability.series`: a dict update per record), and the
+LLM token usage of the messages graphs produce (:class:`TokenUsage`, a callback
 handler the executor attaches to every run once a chat model class exists in the process). Gauges that describe the deployment (the
 queue) or the process's state (run slots, run processes, stream subscribers) are set when
 ``/metrics`` is scraped (:func:`observe`), so they cost nothing in between.
@@ -25,12 +26,13 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     PlatformCollector,
     disable_created_metrics,
     ProcessCollector,
     generate_latest,
 )
+
+from graphdock.observability.series import CounterSeries, HistogramSeries
 
 disable_created_metrics()  # no *_created series: half the text for nothing a scraper needs
 REGISTRY = CollectorRegistry(auto_describe=False)
@@ -44,33 +46,33 @@ _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _RUN_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = CounterSeries(
     "graphdock_http_requests",
     "HTTP requests answered, by method, route template and status code.",
     ("method", "route", "status"),
     registry=REGISTRY,
 )
-HTTP_DURATION = Histogram(
+HTTP_DURATION = HistogramSeries(
     "graphdock_http_request_duration_seconds",
     "Time from a request's arrival to the end of its response, by method and route template.",
     ("method", "route"),
     buckets=_SECONDS,
     registry=REGISTRY,
 )
-RUNS = Counter(
+RUNS = CounterSeries(
     "graphdock_runs",
     "Runs executed to an end, by graph and status (success, error, timeout, interrupted, rollback).",
     ("graph_id", "status"),
     registry=REGISTRY,
 )
-RUN_DURATION = Histogram(
+RUN_DURATION = HistogramSeries(
     "graphdock_run_duration_seconds",
     "Time a run took from its claim to its recorded outcome, by graph and status.",
     ("graph_id", "status"),
     buckets=_RUN_SECONDS,
     registry=REGISTRY,
 )
-RUN_QUEUE_WAIT = Histogram(
+RUN_QUEUE_WAIT = HistogramSeries(
     "graphdock_run_queue_wait_seconds",
     "Time a run waited from when it could start (created_at) to its claim, by graph.",
     ("graph_id",),
@@ -122,46 +124,13 @@ streams_open = 0
 
 # -- HTTP requests ----------------------------------------------------------------------
 
-_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-# Requests and run records are appended here (one list append on the hot path) and
-# applied to the Prometheus metrics in bulk by flush(): before every scrape, and whenever
-# _FLUSH_AT records have gathered (so memory stays bounded without scrapes).
-_pending: list[tuple[Any, ...]] = []
-_FLUSH_AT = 2048
-
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request (``route``: its template, or :data:`UNMATCHED`)."""
-    _pending.append((method, route, status, seconds))
-    if len(_pending) >= _FLUSH_AT:
-        flush()
-
-
-def flush() -> None:
-    """Apply the requests and run records gathered since the last flush."""
-    global _pending
-    entries, _pending = _pending, []
-    for entry in entries:
-        if type(entry) is list:  # a run record (apply's)
-            _apply(entry)
-        else:
-            _http_apply(*entry)
-
-
-def _http_apply(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method, route, status)
-    children = _http_children.get(key)
-    if children is None:
-        if method not in _METHODS:  # any token is a method: keep the label set (and this cache) bounded
-            method = "OTHER"
-            key = (method, route, status)
-        children = _http_children.get(key)
-        if children is None:
-            children = (HTTP_REQUESTS.labels(method, route, str(status)), HTTP_DURATION.labels(method, route))
-            _http_children[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    if method not in _METHODS:  # any token is a method: keep the label sets bounded
+        method = "OTHER"
+    HTTP_REQUESTS.inc((method, route, status))
+    HTTP_DURATION.observe((method, route), seconds)
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -216,34 +185,16 @@ def _record(entry: list[Any]) -> None:
         apply(entry)
 
 
-_run_children: dict[tuple[str, str], tuple[Any, Any]] = {}  # (graph, status) -> children
-_wait_children: dict[str, Any] = {}
-
-
 def apply(entry: list[Any]) -> None:
-    """Record one entry of :func:`run_started`, :func:`run_finished` or :func:`tokens`
-    (applied to the metrics at the next :func:`flush`)."""
-    _pending.append(entry)
-    if len(_pending) >= _FLUSH_AT:
-        flush()
-
-
-def _apply(entry: list[Any]) -> None:
+    """Record one entry of :func:`run_started`, :func:`run_finished` or :func:`tokens`."""
     kind = entry[0]
     if kind == "run":
         _, graph_id, status, seconds = entry
-        children = _run_children.get((graph_id, status))
-        if children is None:
-            children = (RUNS.labels(graph_id, status), RUN_DURATION.labels(graph_id, status))
-            _run_children[(graph_id, status)] = children
-        children[0].inc()
+        RUNS.inc((graph_id, status))
         if seconds is not None:
-            children[1].observe(seconds)
+            RUN_DURATION.observe((graph_id, status), seconds)
     elif kind == "wait":
-        child = _wait_children.get(entry[1])
-        if child is None:
-            child = _wait_children[entry[1]] = RUN_QUEUE_WAIT.labels(entry[1])
-        child.observe(entry[2])
+        RUN_QUEUE_WAIT.observe((entry[1],), entry[2])
     elif kind == "tokens":
         _, graph_id, model, n_input, n_output, n_total = entry
         for kind_name, n in (("input", n_input), ("output", n_output), ("total", n_total)):
@@ -328,14 +279,12 @@ def observe(
 
 
 def prometheus_text() -> bytes:
-    flush()
     return generate_latest(REGISTRY)
 
 
 def as_json(queue: dict[str, Any], *, slots: int, busy: int) -> dict[str, Any]:
     """The ``format=json`` document: the queue, this process's run slots, and the samples
     of the request, run and token metrics."""
-    flush()
 
     def samples(metric: Any, suffix: str) -> list[dict[str, Any]]:
         out = []

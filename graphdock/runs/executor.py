@@ -168,9 +168,9 @@ class Executor:
         else:
             timer = asyncio.get_running_loop().call_later(self.run_timeout, stop, "timeout")
             streaming = True
+            caller = loopback.calling_run(run)  # get_client() in the graph acts as the run's user
             try:
-                with loopback.calling_run(run):  # get_client() in the graph acts as the run's user
-                    await self._stream(run, outcome)
+                await self._stream(run, outcome)
             except asyncio.CancelledError:
                 if stopped:
                     shutdown = task.uncancel() > 0  # cancelled by us, and by someone else too?
@@ -185,6 +185,7 @@ class Executor:
                 if stopped:
                     task.uncancel()  # the graph swallowed our cancellation
             finally:
+                loopback.CALLER.reset(caller)
                 streaming = False
                 timer.cancel()
         if shutdown:
