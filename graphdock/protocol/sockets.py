@@ -12,15 +12,17 @@ or a seq). Every other command is answered as over HTTP
 The connection reads the thread's stream once, from its first subscription on, and sends
 each event once, in ``seq`` order, when any of its subscriptions matches it (clients fan
 events out to their subscriptions by filter, as the SDKs do). A subscription opened later
-gets the events it missed from what the connection has read (the last
-:data:`RECENT` events) and joins that stream, so subscriptions that a client opens together
-see one ordered history. And a run's end (the root's terminal ``lifecycle`` event) is sent
-no sooner than :data:`SETTLE` seconds after the connection's latest subscribe: a client
-that opens its subscriptions one after another (the SDKs open one for the lifecycle and
-one for the values as soon as ``run.start`` answers) has them all before a fast run is
-seen ending, so none of them stops reading before its replay has arrived. One that asks for events from before that
+gets the events it missed from what the connection has read (the last :data:`RECENT`
+events, :data:`RECENT_BYTES` at most) and joins that stream, so subscriptions that a
+client opens together see one ordered history. One that asks for events from before that
 (an earlier ``since``) reads the thread's stream on its own; an event it shares with the
 others is then sent twice, with the same ``event_id``, which clients deduplicate.
+
+A run's end (the root's terminal ``lifecycle`` event) is sent no sooner than
+:data:`SETTLE` seconds after the connection's latest subscribe: a client that opens its
+subscriptions one after another (the SDKs open one for the lifecycle and one for the
+values as soon as ``run.start`` answers, and stop reading a subscription once they have
+seen the run end) has them all before a fast run is seen ending.
 """
 
 from __future__ import annotations
